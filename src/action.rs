@@ -1,0 +1,111 @@
+//! [`Action`]: the string a node's `post` returns to choose the next edge.
+
+use std::borrow::{Borrow, Cow};
+use std::fmt;
+
+/// The name of an edge: what a node's `post` returns to say where the flow goes next.
+///
+/// An action is a string compared byte for byte (case matters; any UTF-8, including the empty
+/// string, is a valid action). [`Action::DEFAULT`] — the string `"default"` — is what
+/// [`Flow::then`](crate::Flow::then) connects and what [`Action::default()`] returns.
+///
+/// Actions made from string literals cost nothing to create or clone; actions made from a
+/// `String` keep it.
+///
+/// ```
+/// use miniflow::Action;
+///
+/// let search: Action = "search".into();
+/// assert_eq!(search, "search");
+/// assert_eq!(Action::default(), Action::DEFAULT);
+/// assert_eq!(Action::from(format!("retry-{}", 2)).as_str(), "retry-2");
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Action(Cow<'static, str>);
+
+impl Action {
+    /// The action `"default"`: the edge [`Flow::then`](crate::Flow::then) adds.
+    pub const DEFAULT: Action = Action(Cow::Borrowed("default"));
+
+    /// An action from a string literal, usable in `const` items.
+    ///
+    /// ```
+    /// use miniflow::Action;
+    /// const APPROVED: Action = Action::new("approved");
+    /// assert_eq!(APPROVED.as_str(), "approved");
+    /// ```
+    pub const fn new(name: &'static str) -> Self {
+        Action(Cow::Borrowed(name))
+    }
+
+    /// The action's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is [`Action::DEFAULT`].
+    pub fn is_default(&self) -> bool {
+        self.0 == "default"
+    }
+}
+
+impl Default for Action {
+    /// [`Action::DEFAULT`], the string `"default"`.
+    fn default() -> Self {
+        Action::DEFAULT
+    }
+}
+
+impl From<&'static str> for Action {
+    fn from(name: &'static str) -> Self {
+        Action(Cow::Borrowed(name))
+    }
+}
+
+impl From<String> for Action {
+    fn from(name: String) -> Self {
+        Action(Cow::Owned(name))
+    }
+}
+
+impl From<Cow<'static, str>> for Action {
+    fn from(name: Cow<'static, str>) -> Self {
+        Action(name)
+    }
+}
+
+impl AsRef<str> for Action {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Action {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Action {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Action {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}

@@ -1,0 +1,243 @@
+//! Errors: the [`Error`] alias user code returns, and [`FlowError`], what a run returns.
+
+use std::fmt;
+
+use crate::{Action, NodeId};
+
+/// The error type of user code: any error that can cross threads.
+///
+/// `prep`, `exec`, `exec_fallback` and `post` return [`Result<T>`](Result), so `?` works on any
+/// error type, and a plain string becomes an error with `.into()`:
+///
+/// ```
+/// fn parse(reply: &str) -> miniflow::Result<u32> {
+///     let n: u32 = reply.trim().parse()?; // a ParseIntError
+///     if n == 0 {
+///         return Err("the model answered zero".into());
+///     }
+///     Ok(n)
+/// }
+/// # assert_eq!(parse(" 7 ").unwrap(), 7);
+/// # assert!(parse("x").is_err());
+/// ```
+pub type Error = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The phase of a node in which its own code failed: see [`FlowError::NodeFailed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// `prep` returned an error (and so `exec` never ran).
+    Prep,
+    /// `exec` failed on its last attempt and `exec_fallback` returned an error too (by default
+    /// `exec_fallback` returns the error of the last attempt unchanged).
+    Exec,
+    /// `post` returned an error.
+    Post,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Prep => "prep",
+            Phase::Exec => "exec",
+            Phase::Post => "post",
+        })
+    }
+}
+
+/// What went wrong in a flow: either a node's own code failed, or the flow itself was misused.
+///
+/// Every variant names the node concerned by its *path*: the names given to
+/// [`Flow::add`](crate::Flow::add) from the outermost flow inwards, joined by `/`, with `[i]`
+/// after a batch node for its item `i` and after a batch flow for its sub-run `i`
+/// (`"school[1]/class[0]/average"`). The path is empty for the outermost flow itself.
+///
+/// The variants are `#[non_exhaustive]`: match them with `..`.
+///
+/// ```
+/// use miniflow::{Action, Flow, FlowError, node_fn};
+///
+/// let mut flow = Flow::<u32>::new();
+/// let a = flow.add("a", node_fn(|_, _| Ok("oops".into())));
+/// let b = flow.add("b", node_fn(|_, _| Ok(Action::DEFAULT)));
+/// flow.edge(a, "next", b)?;
+///
+/// let err = smol::block_on(flow.run(&mut 0)).unwrap_err();
+/// match &err {
+///     FlowError::UnknownAction { node, action, expected, .. } => {
+///         assert_eq!(node, "a");
+///         assert_eq!(action, "oops");
+///         assert_eq!(expected, &["next"]);
+///     }
+///     other => panic!("unexpected error: {other}"),
+/// }
+/// # Ok::<(), miniflow::Error>(())
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FlowError {
+    /// A node's own code failed: its `prep`, its `exec` after every attempt and the fallback, or
+    /// its `post`. The node's error is kept as [`source()`](std::error::Error::source).
+    #[non_exhaustive]
+    NodeFailed {
+        /// The failing node's path.
+        node: String,
+        /// Which of the node's phases failed.
+        phase: Phase,
+        /// How many times `exec` ran: for an exec failure, the attempts made (for a batch
+        /// node, by the failing item); for a post failure, the attempts whose results `post`
+        /// received (for a batch node, summed over its items); 0 when `prep` failed.
+        attempts: usize,
+        /// The error the node's code returned.
+        source: crate::Error,
+    },
+    /// A node's `post` returned an action for which it has no edge, and the node has edges
+    /// (a node with no edges at all ends the flow with whatever action it returns).
+    #[non_exhaustive]
+    UnknownAction {
+        /// The node's path.
+        node: String,
+        /// The action it returned.
+        action: Action,
+        /// The actions it has edges (or end edges) for, in the order they were added.
+        expected: Vec<Action>,
+    },
+    /// [`Flow::edge`](crate::Flow::edge), [`then`](crate::Flow::then) or
+    /// [`end`](crate::Flow::end) was asked for a second edge with the same node and action.
+    #[non_exhaustive]
+    DuplicateEdge {
+        /// The node's name.
+        node: String,
+        /// The action that already has an edge.
+        action: Action,
+    },
+    /// A [`NodeId`] returned by one flow's `add` was given to another flow.
+    #[non_exhaustive]
+    ForeignNode {
+        /// The id that belongs to another flow.
+        id: NodeId,
+    },
+    /// A flow with no nodes was run.
+    #[non_exhaustive]
+    EmptyFlow {
+        /// The empty flow's path (empty for the outermost flow).
+        node: String,
+    },
+    /// A param a node asked for is missing, or has another type.
+    ///
+    /// Returned by the getters of [`Params`](crate::Params); when it leaves a node's `prep`
+    /// the run fills in the node's path.
+    #[non_exhaustive]
+    Param {
+        /// The path of the node that asked (empty outside a run).
+        node: String,
+        /// The param's key.
+        key: String,
+        /// The type the node asked for: `"a string"`, `"an integer"`, `"a float"`, `"a bool"`.
+        expected: &'static str,
+        /// The type the param has, or `None` when it is missing.
+        found: Option<&'static str>,
+    },
+    /// A node's settings are out of range: `max_retries()` of 0 or above
+    /// [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS), or `max_in_flight()` of 0.
+    #[non_exhaustive]
+    InvalidConfig {
+        /// The node's path.
+        node: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+impl FlowError {
+    /// The path of the node this error is about, if it is about one (empty for the outermost
+    /// flow; `None` for [`FlowError::ForeignNode`]).
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            FlowError::NodeFailed { node, .. }
+            | FlowError::UnknownAction { node, .. }
+            | FlowError::DuplicateEdge { node, .. }
+            | FlowError::EmptyFlow { node }
+            | FlowError::Param { node, .. }
+            | FlowError::InvalidConfig { node, .. } => Some(node),
+            FlowError::ForeignNode { .. } => None,
+        }
+    }
+
+    /// A user error leaving `phase` of the node at `node`. A param getter's error (a
+    /// [`FlowError::Param`] with no path yet) is passed on with the node's path filled in;
+    /// anything else, including a [`FlowError`] from a flow the node ran by itself, becomes the
+    /// `source` of a [`FlowError::NodeFailed`].
+    pub(crate) fn user(node: &dyn fmt::Display, phase: Phase, attempts: usize, error: crate::Error) -> Self {
+        let source = match error.downcast::<FlowError>() {
+            Ok(inner) => match *inner {
+                FlowError::Param { node: path, key, expected, found } if path.is_empty() => {
+                    return FlowError::Param { node: node.to_string(), key, expected, found };
+                }
+                other => Box::new(other),
+            },
+            Err(source) => source,
+        };
+        FlowError::NodeFailed { node: node.to_string(), phase, attempts, source }
+    }
+}
+
+impl fmt::Display for FlowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlowError::NodeFailed { node, phase: Phase::Exec, attempts, .. } => {
+                let s = if *attempts == 1 { "" } else { "s" };
+                write!(f, "node `{node}` failed in exec after {attempts} attempt{s}")
+            }
+            FlowError::NodeFailed { node, phase, .. } => write!(f, "node `{node}` failed in {phase}"),
+            FlowError::UnknownAction { node, action, expected } => {
+                write!(f, "node `{node}` returned action {action:?}, but its edges are for ")?;
+                for (i, a) in expected.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}{a:?}")?;
+                }
+                write!(f, "; add an edge for it, or `Flow::end` if it should end the flow")
+            }
+            FlowError::DuplicateEdge { node, action } => write!(
+                f,
+                "node `{node}` already has an edge for action {action:?}; an action leads to one place, \
+                 so remove one of the two edges or give it another action"
+            ),
+            FlowError::ForeignNode { id } => write!(
+                f,
+                "{id:?} was returned by another flow's `add`; connect only ids this flow returned"
+            ),
+            FlowError::EmptyFlow { node } if node.is_empty() => {
+                write!(f, "the flow has no nodes; add one with `Flow::add` before running it")
+            }
+            FlowError::EmptyFlow { node } => {
+                write!(f, "flow `{node}` has no nodes; add one with `Flow::add` before running it")
+            }
+            FlowError::Param { node, key, expected, found } => {
+                if !node.is_empty() {
+                    write!(f, "node `{node}`: ")?;
+                }
+                match found {
+                    None => write!(
+                        f,
+                        "param `{key}` is missing; set it in the params the run or a batch flow passes down"
+                    ),
+                    Some(found) => write!(f, "param `{key}` should be {expected}, but it is {found}"),
+                }
+            }
+            FlowError::InvalidConfig { node, message } => write!(f, "node `{node}`: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for FlowError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FlowError::NodeFailed { source, .. } => Some(&**source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! [`Node`]: the three-phase step every flow is made of, and [`node_fn`] for quick ones.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::run::{self, Path, Scope, Sealed, Step, Store, marker};
+use crate::{Action, Error, FlowError, Params, Phase, Result};
+
+/// One step of a flow, in three phases: `prep` reads the store, `exec` does the slow or flaky
+/// work, `post` writes the results and picks the next edge.
+///
+/// `S` is your shared store: any type of yours, usually a struct with one field per thing the
+/// nodes share. A run borrows it (`flow.run(&mut store)`), and each phase sees exactly as much
+/// of it as it should:
+///
+/// | phase  | sees                          | may await | retried | may run concurrently |
+/// |--------|-------------------------------|-----------|---------|----------------------|
+/// | `prep` | `&S`, the [`Params`]          | no        | no      | no                   |
+/// | `exec` | only what `prep` returned     | **yes**   | **yes** | **yes**              |
+/// | `post` | `&mut S`, prep's and exec's values | no   | no      | no                   |
+///
+/// The compiler holds you to it: `exec` cannot touch the store, so it is always safe to retry,
+/// to time out and to run beside its siblings; `prep` and `post` are synchronous, so a store
+/// update is never interrupted by cancellation and never interleaved with a concurrent
+/// sibling's, and no lock is ever held across an `.await`.
+///
+/// # A complete node
+///
+/// ```
+/// use miniflow::{Action, Ctx, Flow, Node, Params, Result};
+///
+/// #[derive(Default)]
+/// struct Store {
+///     question: String,
+///     answer: Option<String>,
+/// }
+///
+/// struct Answer;
+///
+/// impl Node<Store> for Answer {
+///     type Prep = String; // what exec needs: a copy of the question
+///     type Output = String; // what exec produces: the answer
+///
+///     fn prep(&self, store: &Store, _params: &Params) -> Result<String> {
+///         Ok(store.question.clone())
+///     }
+///
+///     async fn exec(&self, question: &String, _cx: Ctx<'_>) -> Result<String> {
+///         // The slow part: call a model, a search engine, a database...
+///         Ok(format!("you asked: {question}"))
+///     }
+///
+///     fn post(&self, store: &mut Store, _q: String, answer: String) -> Result<Action> {
+///         store.answer = Some(answer);
+///         Ok(Action::DEFAULT)
+///     }
+/// }
+///
+/// let mut flow = Flow::new();
+/// flow.add("answer", Answer);
+/// let mut store = Store { question: "why?".into(), ..Store::default() };
+/// smol::block_on(flow.run(&mut store))?;
+/// assert_eq!(store.answer.as_deref(), Some("you asked: why?"));
+/// # Ok::<(), miniflow::Error>(())
+/// ```
+///
+/// # Retries and fallback
+///
+/// If `exec` returns an error, it is called again, up to [`max_retries`](Node::max_retries)
+/// calls in all, with [`wait`](Node::wait) between them; [`Ctx::attempt`] tells it which
+/// attempt it is. When the last attempt fails, [`exec_fallback`](Node::exec_fallback) gets the
+/// error: by default it returns it, and the run fails with [`FlowError::NodeFailed`]; override
+/// it to return a value instead, and `post` receives that value as if `exec` had produced it.
+///
+/// # A common mistake
+///
+/// Wanting the store in `exec` — to read something there, or to write a result early. Move the
+/// read into `prep` (return what `exec` needs) and the write into `post`:
+///
+/// ```compile_fail
+/// # use miniflow::{Action, Ctx, Node, Params, Result};
+/// # struct Store { docs: Vec<String>, hits: usize }
+/// # struct Search;
+/// impl Node<Store> for Search {
+///     type Prep = ();
+///     type Output = ();
+///     fn prep(&self, _: &Store, _: &Params) -> Result<()> { Ok(()) }
+///     async fn exec(&self, _: &(), _cx: Ctx<'_>) -> Result<()> {
+///         store.hits += 1; // error: there is no store in exec
+///         Ok(())
+///     }
+///     fn post(&self, _: &mut Store, _: (), _: ()) -> Result<Action> { Ok(Action::DEFAULT) }
+/// }
+/// ```
+///
+/// ```
+/// # use miniflow::{Action, Ctx, Node, Params, Result};
+/// # struct Store { docs: Vec<String>, hits: usize }
+/// # struct Search;
+/// impl Node<Store> for Search {
+///     type Prep = Vec<String>; // read in prep...
+///     type Output = usize;
+///     fn prep(&self, store: &Store, _: &Params) -> Result<Vec<String>> {
+///         Ok(store.docs.clone())
+///     }
+///     async fn exec(&self, docs: &Vec<String>, _cx: Ctx<'_>) -> Result<usize> {
+///         Ok(docs.iter().filter(|d| d.contains("rust")).count()) // ...work in exec...
+///     }
+///     fn post(&self, store: &mut Store, _: Vec<String>, hits: usize) -> Result<Action> {
+///         store.hits += hits; // ...write in post
+///         Ok(Action::DEFAULT)
+///     }
+/// }
+/// ```
+///
+/// Async I/O belongs in `exec`. If a node needs a client or a channel, keep it in the node
+/// (nodes are shared by every run, so it must be `Sync`) or hand it out of `prep` (an
+/// `Arc`, a channel's `Sender`) and await it in `exec`.
+pub trait Node<S>: Send + Sync {
+    /// What `prep` hands to `exec` (and then, by value, to `post`). `exec` borrows it, so a
+    /// retry sees it unchanged.
+    type Prep: Send + Sync;
+
+    /// What `exec` (or `exec_fallback`) produces for `post`.
+    type Output: Send;
+
+    /// Reads what the node needs from the store and the params.
+    ///
+    /// An error here fails the run with [`Phase::Prep`]; errors from the [`Params`] getters
+    /// become [`FlowError::Param`] naming this node.
+    fn prep(&self, store: &S, params: &Params) -> Result<Self::Prep>;
+
+    /// Does the work: the only phase that may await, and the one that is retried.
+    fn exec(&self, prep: &Self::Prep, cx: Ctx<'_>) -> impl Future<Output = Result<Self::Output>> + Send;
+
+    /// Called with the error of the last attempt when every attempt failed.
+    ///
+    /// The default returns `error`, failing the run. Return `Ok` to recover: `post` receives
+    /// the value as if `exec` had produced it.
+    fn exec_fallback(
+        &self,
+        prep: &Self::Prep,
+        error: Error,
+        cx: Ctx<'_>,
+    ) -> impl Future<Output = Result<Self::Output>> + Send {
+        let _ = (prep, cx);
+        async move { Err(error) }
+    }
+
+    /// Writes the results into the store and returns the action that picks the next edge.
+    fn post(&self, store: &mut S, prep: Self::Prep, output: Self::Output) -> Result<Action>;
+
+    /// How many times `exec` is tried in all, the first attempt included: 1 (the default)
+    /// means no retry, 3 means up to two retries.
+    ///
+    /// Must be between 1 and [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS); any other value fails the
+    /// node's run with [`FlowError::InvalidConfig`].
+    fn max_retries(&self) -> usize {
+        1
+    }
+
+    /// The pause between a failed attempt and the next one; none by default. The timer works
+    /// under any executor.
+    fn wait(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// What `exec` and `exec_fallback` learn about the attempt they are part of.
+///
+/// ```
+/// use miniflow::Ctx;
+///
+/// async fn call_model(prompt: &str, cx: Ctx<'_>) -> miniflow::Result<String> {
+///     // Ask for less on the last try, so it is likelier to succeed.
+///     let budget = if cx.attempt() + 1 == cx.max_retries() { 100 } else { 1_000 };
+///     Ok(format!("{prompt} ({budget} tokens, attempt {} of node {})", cx.attempt(), cx.node()))
+/// }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx<'a> {
+    pub(crate) attempt: usize,
+    pub(crate) max_retries: usize,
+    pub(crate) path: &'a Path<'a>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The 0-based attempt number: 0 on the first call of `exec`, 1 on the first retry, …
+    /// In `exec_fallback`, the number of the attempt that failed last.
+    ///
+    /// For a batch node this counts the attempts of the current item alone.
+    pub fn attempt(&self) -> usize {
+        self.attempt
+    }
+
+    /// How many attempts the node makes in all (its `max_retries()`).
+    pub fn max_retries(&self) -> usize {
+        self.max_retries
+    }
+
+    /// The node's path, as errors name it (`"outer/inner"`, `"translate[3]"` for item 3 of a
+    /// batch node).
+    pub fn node(&self) -> impl fmt::Display + 'a {
+        *self.path
+    }
+}
+
+/// Runs one visit of a [`Node`]: the adapter [`Flow::add`](crate::Flow::add) stores.
+struct Leaf<N>(N);
+
+impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
+    fn run<'a>(&'a self, mut store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Result<Action, FlowError>> {
+        let node = &self.0;
+        Box::pin(async move {
+            let path = scope.path;
+            let prep = store
+                .with(|s| node.prep(s, scope.params))
+                .map_err(|e| FlowError::user(path, Phase::Prep, 0, e))?;
+            let (output, attempts) = run::retry(
+                node.max_retries(),
+                node.wait(),
+                path,
+                |cx| node.exec(&prep, cx),
+                |error, cx| node.exec_fallback(&prep, error, cx),
+            )
+            .await?;
+            store
+                .with(|s| node.post(s, prep, output))
+                .map_err(|e| FlowError::user(path, Phase::Post, attempts, e))
+        })
+    }
+}
+
+impl<S: Send, N: Node<S> + 'static> Sealed<S, marker::Leaf> for N {
+    fn into_step(self) -> Box<dyn Step<S>> {
+        Box::new(Leaf(self))
+    }
+}
+
+/// A node made of one synchronous closure: see [`node_fn`].
+#[derive(Clone)]
+pub struct NodeFn<F>(F);
+
+/// Makes a node from a closure that gets the store and the params and returns the action:
+/// for glue steps that only move data around or decide where to go.
+///
+/// The closure runs as the node's `post` (synchronous, `&mut S`); the node has no `exec` to
+/// speak of, so it is never retried. For anything that awaits, implement [`Node`].
+///
+/// ```
+/// use miniflow::{Action, Flow, node_fn};
+///
+/// let mut flow = Flow::new();
+/// let add = flow.add("add", node_fn(|n: &mut i64, params| {
+///     *n += params.int("step")?;
+///     Ok(Action::DEFAULT)
+/// }));
+/// let check = flow.add("check", node_fn(|n: &mut i64, _| {
+///     Ok(if *n < 10 { "again" } else { "done" }.into())
+/// }));
+/// flow.then(add, check)?;
+/// flow.edge(check, "again", add)?;
+/// flow.end(check, "done")?;
+///
+/// let mut n = 0;
+/// let params = miniflow::Params::new().with("step", 4);
+/// let last = smol::block_on(flow.run_with(&mut n, &params))?;
+/// assert_eq!((n, last.as_str()), (12, "done"));
+/// # Ok::<(), miniflow::Error>(())
+/// ```
+pub fn node_fn<S, F>(f: F) -> NodeFn<F>
+where
+    F: Fn(&mut S, &Params) -> Result<Action> + Send + Sync,
+{
+    NodeFn(f)
+}
+
+impl<S, F> Node<S> for NodeFn<F>
+where
+    F: Fn(&mut S, &Params) -> Result<Action> + Send + Sync,
+{
+    type Prep = Params;
+    type Output = ();
+
+    fn prep(&self, _: &S, params: &Params) -> Result<Params> {
+        Ok(params.clone())
+    }
+
+    async fn exec(&self, _: &Params, _: Ctx<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn post(&self, store: &mut S, params: Params, _: ()) -> Result<Action> {
+        (self.0)(store, &params)
+    }
+}
+
+impl<F> fmt::Debug for NodeFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeFn").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,267 @@
+//! [`Params`]: the small, immutable, typed map a parent passes down to the nodes it runs.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::FlowError;
+
+/// One param value: a string, an integer, a float or a bool.
+///
+/// Made with `.into()` from `&str`, `String`, the integer types that fit in an `i64`, `f32`,
+/// `f64` and `bool`; read back with the typed getters of [`Params`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Value {
+    /// A string (cloning it is cheap: the text is shared).
+    Str(Arc<str>),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl Value {
+    /// The type's name as error messages say it: `"a string"`, `"an integer"`, …
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "a string",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Bool(_) => "a bool",
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => f.write_str(s),
+            Value::Int(n) => write!(f, "{n}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Str(s.into())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Str(s.into())
+    }
+}
+
+impl From<Arc<str>> for Value {
+    fn from(s: Arc<str>) -> Self {
+        Value::Str(s)
+    }
+}
+
+macro_rules! int_values {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(n: $t) -> Self {
+                Value::Int(n.into())
+            }
+        }
+    )*};
+}
+int_values!(i8, i16, i32, i64, u8, u16, u32);
+
+impl From<f64> for Value {
+    fn from(x: f64) -> Self {
+        Value::Float(x)
+    }
+}
+
+impl From<f32> for Value {
+    fn from(x: f32) -> Self {
+        Value::Float(x.into())
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+type Entries = Vec<(Cow<'static, str>, Value)>;
+
+/// The params of a run: a small immutable map from keys to typed [`Value`]s that flows pass
+/// down to every node they run.
+///
+/// Where the shared store is the run's "heap" (results that nodes write for later nodes),
+/// params are its "stack": who am I working for. A [`BatchFlow`](crate::BatchFlow) runs its
+/// inner flow once per `Params` its prep returns, each merged over the params it inherited;
+/// nested flows pass theirs on unchanged; a node reads them in `prep`.
+///
+/// Cloning is cheap (the entries are shared), and an empty `Params` allocates nothing.
+/// Keys are unique: setting a key again replaces its value.
+///
+/// ```
+/// use miniflow::Params;
+///
+/// let school = Params::new().with("school", "Hilltop");
+/// let class = school.merged(&Params::new().with("class", "4b").with("size", 28));
+///
+/// assert_eq!(class.str("school")?, "Hilltop");
+/// assert_eq!(class.int("size")?, 28);
+/// assert!(class.float("size").is_err()); // an integer is not a float
+/// assert_eq!(
+///     class.str("teacher").unwrap_err().to_string(),
+///     "param `teacher` is missing; set it in the params the run or a batch flow passes down"
+/// );
+/// # Ok::<(), miniflow::Error>(())
+/// ```
+#[derive(Clone, Default, PartialEq)]
+pub struct Params(Option<Arc<Entries>>);
+
+impl Params {
+    /// No params.
+    pub const fn new() -> Self {
+        Params(None)
+    }
+
+    /// These params with `key` set to `value`, replacing any value it had.
+    #[must_use = "`with` returns new params and leaves the original unchanged"]
+    pub fn with(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) -> Self {
+        self.insert(key, value);
+        self
+    }
+
+    /// Sets `key` to `value`, replacing any value it had.
+    pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
+        let (key, value) = (key.into(), value.into());
+        let entries = Arc::make_mut(self.0.get_or_insert_with(Default::default));
+        match entries.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => entries.push((key, value)),
+        }
+    }
+
+    /// The value of `key`, if it is set.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Whether `key` is set.
+    pub fn contains(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// How many keys are set.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |e| e.len())
+    }
+
+    /// Whether no key is set.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The keys and values, in the order the keys were first set.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().flat_map(|e| e.iter()).map(|(k, v)| (&**k, v))
+    }
+
+    /// These params with every entry of `over` set on top (`over` wins where both have a key).
+    ///
+    /// This is how a batch flow combines the params it inherited with one item's params.
+    /// When either side is empty, no allocation is made.
+    #[must_use = "`merged` returns new params and leaves both inputs unchanged"]
+    pub fn merged(&self, over: &Params) -> Params {
+        if over.is_empty() {
+            return self.clone();
+        }
+        if self.is_empty() {
+            return over.clone();
+        }
+        let mut out = self.clone();
+        for (k, v) in over.0.iter().flat_map(|e| e.iter()) {
+            out.insert(k.clone(), v.clone());
+        }
+        out
+    }
+
+    /// The string value of `key`.
+    ///
+    /// # Errors
+    /// [`FlowError::Param`] when `key` is missing or is not a string.
+    pub fn str(&self, key: &str) -> Result<&str, FlowError> {
+        match self.typed(key, "a string")? {
+            Value::Str(s) => Ok(s),
+            other => Err(mistyped(key, "a string", other)),
+        }
+    }
+
+    /// The integer value of `key`.
+    ///
+    /// # Errors
+    /// [`FlowError::Param`] when `key` is missing or is not an integer.
+    pub fn int(&self, key: &str) -> Result<i64, FlowError> {
+        match self.typed(key, "an integer")? {
+            Value::Int(n) => Ok(*n),
+            other => Err(mistyped(key, "an integer", other)),
+        }
+    }
+
+    /// The float value of `key`. Integers are not converted: a param is read as the type it
+    /// was set with.
+    ///
+    /// # Errors
+    /// [`FlowError::Param`] when `key` is missing or is not a float.
+    pub fn float(&self, key: &str) -> Result<f64, FlowError> {
+        match self.typed(key, "a float")? {
+            Value::Float(x) => Ok(*x),
+            other => Err(mistyped(key, "a float", other)),
+        }
+    }
+
+    /// The bool value of `key`.
+    ///
+    /// # Errors
+    /// [`FlowError::Param`] when `key` is missing or is not a bool.
+    pub fn bool(&self, key: &str) -> Result<bool, FlowError> {
+        match self.typed(key, "a bool")? {
+            Value::Bool(b) => Ok(*b),
+            other => Err(mistyped(key, "a bool", other)),
+        }
+    }
+
+    fn typed(&self, key: &str, expected: &'static str) -> Result<&Value, FlowError> {
+        self.get(key).ok_or_else(|| FlowError::Param {
+            node: String::new(),
+            key: key.to_owned(),
+            expected,
+            found: None,
+        })
+    }
+}
+
+fn mistyped(key: &str, expected: &'static str, found: &Value) -> FlowError {
+    FlowError::Param { node: String::new(), key: key.to_owned(), expected, found: Some(found.kind()) }
+}
+
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: Into<Cow<'static, str>>, V: Into<Value>> FromIterator<(K, V)> for Params {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut params = Params::new();
+        for (k, v) in iter {
+            params.insert(k, v);
+        }
+        params
+    }
+}
