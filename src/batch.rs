@@ -71,7 +71,11 @@ pub trait BatchNode<S>: Send + Sync {
     /// Processes one item; retried per item, and run concurrently with other items when
     /// [`max_in_flight`](BatchNode::max_in_flight) allows. [`Ctx::attempt`] counts this item's
     /// attempts only.
-    fn exec(&self, item: &Self::Item, cx: Ctx<'_>) -> impl Future<Output = Result<Self::Output>> + Send;
+    fn exec(
+        &self,
+        item: &Self::Item,
+        cx: Ctx<'_>,
+    ) -> impl Future<Output = Result<Self::Output>> + Send;
 
     /// Called with an item's last error when every attempt for it failed; the default returns
     /// the error. An `Ok` value takes the place of the item's output.
@@ -86,7 +90,12 @@ pub trait BatchNode<S>: Send + Sync {
     }
 
     /// Gets the items back with their outputs (same length, same order) and writes the results.
-    fn post(&self, store: &mut S, items: Vec<Self::Item>, outputs: Vec<Self::Output>) -> Result<Action>;
+    fn post(
+        &self,
+        store: &mut S,
+        items: Vec<Self::Item>,
+        outputs: Vec<Self::Output>,
+    ) -> Result<Action>;
 
     /// Attempts per item, the first included: as [`Node::max_retries`](crate::Node::max_retries).
     fn max_retries(&self) -> usize {
@@ -110,7 +119,11 @@ pub trait BatchNode<S>: Send + Sync {
 struct Batch<B>(B);
 
 impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
-    fn run<'a>(&'a self, mut store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Result<Action, FlowError>> {
+    fn run<'a>(
+        &'a self,
+        mut store: Store<'a, S>,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<Action, FlowError>> {
         let node = &self.0;
         Box::pin(async move {
             let path = scope.path;
@@ -126,7 +139,10 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
                 let (item, path) = (&items_ref[i], path.item(i));
                 let exec = |cx| node.exec(item, cx);
                 let fallback = |error, cx| node.exec_fallback(item, error, cx);
-                (i, run::retry(max_retries, wait, &path, exec, fallback).await)
+                (
+                    i,
+                    run::retry(max_retries, wait, &path, exec, fallback).await,
+                )
             });
             let (outputs, attempts) = run_all(jobs, limit).await?;
             store
@@ -158,7 +174,10 @@ fn in_flight(limit: usize, path: &run::Path<'_>) -> Result<usize, FlowError> {
 /// Awaits every job, at most `limit` at a time, failing on the first error (the others are
 /// dropped), and returns the outputs in input order with the attempts summed. Each job yields
 /// its own index with its result.
-async fn run_all<T, F>(jobs: impl Iterator<Item = F>, limit: usize) -> Result<(Vec<T>, usize), FlowError>
+async fn run_all<T, F>(
+    jobs: impl Iterator<Item = F>,
+    limit: usize,
+) -> Result<(Vec<T>, usize), FlowError>
 where
     F: Future<Output = (usize, Result<(T, usize), FlowError>)>,
 {
@@ -182,7 +201,10 @@ where
         slots[i] = Some(out);
         total += attempts;
     }
-    let outputs = slots.into_iter().map(|o| o.expect("every job finished")).collect();
+    let outputs = slots
+        .into_iter()
+        .map(|o| o.expect("every job finished"))
+        .collect();
     Ok((outputs, total))
 }
 
@@ -199,15 +221,35 @@ struct Batched<S> {
 
 impl<S: Send> Batched<S> {
     fn new(flow: Flow<S>, prep: PrepFn<S>, limit: usize) -> Self {
-        Batched { flow, prep, post: None, limit }
+        Batched {
+            flow,
+            prep,
+            post: None,
+            limit,
+        }
     }
 
     /// Sub-run `i`: the inner flow with `set` merged over the inherited params. Returns its
     /// last action (and 1, for `run_all`'s count).
-    async fn sub_run(&self, i: usize, set: &Params, store: Store<'_, S>, scope: Scope<'_>) -> Result<(Action, usize), FlowError> {
+    async fn sub_run(
+        &self,
+        i: usize,
+        set: &Params,
+        store: Store<'_, S>,
+        scope: Scope<'_>,
+    ) -> Result<(Action, usize), FlowError> {
         let params = scope.params.merged(set);
         let path = scope.path.item(i);
-        let action = self.flow.run_in(store, Scope { params: &params, path: &path }).await?;
+        let action = self
+            .flow
+            .run_in(
+                store,
+                Scope {
+                    params: &params,
+                    path: &path,
+                },
+            )
+            .await?;
         Ok((action, 1))
     }
 
@@ -232,7 +274,11 @@ impl<S: Send> Batched<S> {
             };
             let sets_ref = &sets;
             let jobs = (0..sets.len()).map(|i| async move {
-                (i, self.sub_run(i, &sets_ref[i], Store::Shared(lock), scope).await)
+                (
+                    i,
+                    self.sub_run(i, &sets_ref[i], Store::Shared(lock), scope)
+                        .await,
+                )
             });
             run_all(jobs, limit).await?.0
         };
@@ -381,7 +427,10 @@ impl<S: Send> BatchAsyncFlow<S> {
     /// If `limit` is 0: no sub-run could ever start. Use `usize::MAX` for no limit.
     #[must_use = "`max_in_flight` returns the batch flow with its limit set"]
     pub fn max_in_flight(mut self, limit: usize) -> Self {
-        assert!(limit > 0, "max_in_flight(0) would never start a sub-run; use 1 or more (usize::MAX for no limit)");
+        assert!(
+            limit > 0,
+            "max_in_flight(0) would never start a sub-run; use 1 or more (usize::MAX for no limit)"
+        );
         self.0.limit = limit;
         self
     }

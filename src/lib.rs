@@ -1,4 +1,232 @@
-//! miniflow: a minimalist node-graph framework.
+//! A minimalist node-graph framework: small steps wired into graphs that branch, loop, nest,
+//! fan out, retry and fall back — on any async executor.
+//!
+//! You write **nodes**. Each node runs in three phases: `prep` reads what it needs from the
+//! **shared store** (your own struct, borrowed by the run), `exec` does the slow or flaky work
+//! (a model call, a search, a download) and is retried when it fails, and `post` writes the
+//! results back and returns an **action**, a string such as `"search"` or `"done"`. You wire
+//! nodes into a [`Flow`] by saying which action leads where; a run starts at the first node
+//! and follows the actions until a node ends it. Flows are nodes too, so they nest, and batch
+//! flavours run a step once per item, one after another or concurrently.
+//!
+//! ```
+//! use miniflow::{Action, Ctx, Flow, Node, Params, Result, node_fn};
+//!
+//! /// The shared store: what the nodes read and write.
+//! #[derive(Default)]
+//! struct Chat { question: String, answer: String, tries: u32 }
+//!
+//! /// Answers the question (a real app would call a model in `exec`).
+//! struct Answer;
+//!
+//! impl Node<Chat> for Answer {
+//!     type Prep = String; // what exec needs
+//!     type Output = String; // what exec produces
+//!
+//!     fn prep(&self, chat: &Chat, _: &Params) -> Result<String> {
+//!         Ok(chat.question.clone())
+//!     }
+//!     async fn exec(&self, question: &String, _: Ctx<'_>) -> Result<String> {
+//!         Ok(format!("{question:?} has {} letters", question.len()))
+//!     }
+//!     fn post(&self, chat: &mut Chat, _: String, answer: String) -> Result<Action> {
+//!         chat.answer = answer;
+//!         chat.tries += 1;
+//!         Ok(Action::DEFAULT)
+//!     }
+//! }
+//!
+//! let mut flow = Flow::new();
+//! let answer = flow.add("answer", Answer);
+//! let check = flow.add("check", node_fn(|chat: &mut Chat, _| {
+//!     Ok(if chat.answer.is_empty() { "again" } else { "done" }.into())
+//! }));
+//! flow.then(answer, check)?; // after `answer`, go to `check`
+//! flow.edge(check, "again", answer)?; // a loop back
+//! flow.end(check, "done")?; // "done" ends the run
+//!
+//! let mut chat = Chat { question: "miniflow".into(), ..Chat::default() };
+//! let last = smol::block_on(flow.run(&mut chat))?;
+//! assert_eq!((last.as_str(), chat.tries), ("done", 1));
+//! assert_eq!(chat.answer, r#""miniflow" has 8 letters"#);
+//! # Ok::<(), miniflow::Error>(())
+//! ```
+//!
+//! # Batches
+//!
+//! A [`BatchNode`] returns a list of items from `prep`; its `exec` runs once per item, each
+//! with its own retries, and `post` receives all outputs in input order:
+//!
+//! ```
+//! use miniflow::{Action, BatchNode, Ctx, Flow, Params, Result};
+//!
+//! struct Store { texts: Vec<String>, lengths: Vec<usize> }
+//! struct Measure;
+//!
+//! impl BatchNode<Store> for Measure {
+//!     type Item = String;
+//!     type Output = usize;
+//!     fn prep(&self, store: &Store, _: &Params) -> Result<Vec<String>> {
+//!         Ok(store.texts.clone())
+//!     }
+//!     async fn exec(&self, text: &String, _: Ctx<'_>) -> Result<usize> {
+//!         Ok(text.chars().count())
+//!     }
+//!     fn post(&self, store: &mut Store, _: Vec<String>, lengths: Vec<usize>) -> Result<Action> {
+//!         store.lengths = lengths;
+//!         Ok(Action::DEFAULT)
+//!     }
+//! }
+//!
+//! let mut flow = Flow::new();
+//! flow.add("measure", Measure);
+//! let mut store = Store { texts: vec!["héllo".into(), "wörld!".into()], lengths: vec![] };
+//! smol::block_on(flow.run(&mut store))?;
+//! assert_eq!(store.lengths, [5, 6]);
+//! # Ok::<(), miniflow::Error>(())
+//! ```
+//!
+//! The same node runs its items **concurrently** when it says how many may be in flight —
+//! for example `fn max_in_flight(&self) -> usize { 8 }` — and still returns the outputs in
+//! input order. To run a whole flow per item, wrap it in a [`BatchFlow`] (one sub-run after
+//! another) or a [`BatchAsyncFlow`] (sub-runs overlapping); each sub-run gets its own
+//! [`Params`]:
+//!
+//! ```
+//! use miniflow::{Action, BatchAsyncFlow, Flow, Params, node_fn};
+//!
+//! // The inner flow greets one person, named by the param "who".
+//! let mut greet = Flow::new();
+//! greet.add("greet", node_fn(|log: &mut Vec<String>, p| {
+//!     log.push(format!("hello, {}", p.str("who")?));
+//!     Ok(Action::DEFAULT)
+//! }));
+//!
+//! // Run it once per name, at most two at a time.
+//! let everyone = BatchAsyncFlow::new(greet, |_: &Vec<String>, _: &Params| {
+//!     Ok(["ada", "bob", "cy"].map(|who| Params::new().with("who", who)).to_vec())
+//! })
+//! .max_in_flight(2);
+//!
+//! let mut flow = Flow::new();
+//! flow.add("everyone", everyone);
+//! let mut log = Vec::new();
+//! smol::block_on(flow.run(&mut log))?;
+//! log.sort();
+//! assert_eq!(log, ["hello, ada", "hello, bob", "hello, cy"]);
+//! # Ok::<(), miniflow::Error>(())
+//! ```
+//!
+//! # Concepts
+//!
+//! - **Shared store**: the one value of your type `S` a run borrows (`flow.run(&mut store)`).
+//!   Nodes communicate through it: earlier nodes' `post`s write what later nodes' `prep`s read.
+//!   It is the only generic parameter you ever name.
+//! - **Params**: a small immutable map ([`Params`]) a parent passes down to the nodes it runs:
+//!   batch flows give each sub-run its own (`"class" = "4b"`), merged over what they inherited.
+//!   Store = what the run has produced; params = which piece of work this is.
+//! - **Node**: a [`Node`] (or a [`BatchNode`], or a quick [`node_fn`]), added to a flow under a
+//!   name. Its phases: [`prep`](Node::prep) (sync, `&S`), [`exec`](Node::exec) (async, retried,
+//!   no store), [`post`](Node::post) (sync, `&mut S`, returns the action).
+//! - **Action**: the [`Action`] a `post` returns. The flow follows the edge for it; "default"
+//!   is what [`Flow::then`] connects. An action without an edge is an error
+//!   ([`FlowError::UnknownAction`]) unless it was declared an end with [`Flow::end`], or the
+//!   node has no edges at all.
+//! - **Retries and fallback**: [`max_retries`](Node::max_retries) is the total number of
+//!   attempts (default 1), [`wait`](Node::wait) the pause between them; when all fail,
+//!   [`exec_fallback`](Node::exec_fallback) may turn the error into a value.
+//! - **Flow**: the graph ([`Flow`]). It is a node itself: nest it, and its last action routes
+//!   the outer flow. [`BatchFlow`] and [`BatchAsyncFlow`] run a flow once per params set.
+//! - **Errors**: user code returns any error ([`Error`], a boxed `dyn Error`, so `?` works on
+//!   anything); a run returns [`FlowError`], which names the failing node by its path
+//!   (`"outer/inner"`, `"translate[3]"`) and keeps your error as its `source()`.
+//!
+//! # Executor independence
+//!
+//! miniflow has no runtime and never spawns. A run is an ordinary future: await it in tokio,
+//! smol, async-std, a GUI event loop, or drive it with `futures::executor::block_on` from a
+//! plain `main`. "Concurrent" batch items and sub-runs are futures polled together inside the
+//! run's own task, so they overlap whenever an `exec` awaits I/O or a timer; CPU-bound `exec`s
+//! still run one at a time (hand those to a thread pool yourself, for example with
+//! `smol::unblock` or `tokio::task::spawn_blocking`, and await the result in `exec`).
+//!
+//! The one timer the crate uses — the pause between attempts — is smol's `async-io` timer,
+//! which works under any executor (it drives itself when no `async-io` reactor is running).
+//!
+//! Run futures are `Send` whenever the store is, so they can be spawned on a multi-threaded
+//! runtime, and a built flow is `Send + Sync`: share one `Arc<Flow<S>>` between many concurrent
+//! runs, each with its own store. The test suite runs the same flows under `smol::block_on`,
+//! `futures::executor::block_on`, tokio's current-thread and multi-thread runtimes, and a
+//! hand-written poll loop with a no-op waker.
+//!
+//! # Cancellation
+//!
+//! To cancel a run, drop its future (or let a timeout combinator drop it). The run stops at
+//! the `.await` it was suspended at — always inside some `exec` or a `wait` between attempts,
+//! because nothing else awaits — and nothing keeps running in the background, because nothing
+//! was spawned.
+//!
+//! What the store holds afterwards: the writes of every `post` that finished, and nothing of
+//! the node that was interrupted (its `exec` result is lost; its `post` never started). `prep`
+//! and `post` are synchronous, so no `post` is ever half applied. In a concurrent batch node,
+//! the whole batch is lost (its single `post` had not run); in a [`BatchAsyncFlow`], the
+//! sub-runs' finished `post`s stay, the others' are absent. A dropped run can be followed by a
+//! new run of the same flow at once.
+//!
+//! The same holds for failure: when a concurrent sibling fails, the others are dropped at
+//! their current `.await` (fail-fast), and what their `post`s already wrote stays.
+//!
+//! Blocking code inside an `exec` (a synchronous HTTP call, a long computation) cannot be
+//! interrupted: the drop takes effect when it returns control.
+//!
+//! # Non-goals
+//!
+//! miniflow is the graph and the loop around it, and stays small enough to read in an
+//! afternoon. It does not include, and examples show how to plug in: LLM clients, prompt
+//! templates, vector stores, storage backends, a runtime, a server, a tracing exporter, image
+//! rendering, or graph-wide "superstep" scheduling with per-key reducers.
+//!
+//! # FAQ
+//!
+//! **Why are `prep` and `post` synchronous?** So that touching the store can never be
+//! interrupted or interleaved. If `post` could await, a cancellation or a concurrent sibling
+//! could observe the store half updated, and a lock around it would be held across `.await`
+//! (the classic async deadlock). With synchronous `prep`/`post`, every store update is atomic
+//! with respect to the run, concurrent sub-runs can share one store without you writing a
+//! lock, and `exec` — the part that waits — is free to be retried, timed out and run in
+//! parallel.
+//!
+//! **Then how do I do async I/O around the store?** In `exec`. Let `prep` hand out what the I/O
+//! needs — a copy of the input, an `Arc` of a client, a channel's `Sender` or `Receiver` kept
+//! in the store — and await it in `exec`; `post` stores the result. For example, a node that
+//! waits for a human's reply reads an `async_channel::Receiver` clone from the store in `prep`,
+//! awaits `recv()` in `exec`, and writes the reply in `post`.
+//!
+//! **How do I share a client (HTTP, database) between nodes?** Put it in the node (`struct
+//! Ask { client: Arc<Client> }`): nodes are shared by every run of the flow, so it must be
+//! `Send + Sync`, which clients are designed to be.
+//!
+//! **Why does `exec` borrow what `prep` returned?** So each retry gets the same input without
+//! cloning it, and `post` gets it back by value afterwards.
+//!
+//! **Why must a node with edges have an edge for every action it returns?** Because a typo in
+//! an action name otherwise ends the flow silently — the most common bug in graphs built from
+//! strings. Declare intended endings with [`Flow::end`].
+//!
+//! **Why is `max_retries` the total number of attempts?** It is the name and meaning Python's
+//! PocketFlow gives it, which many users know; 1 means "try once".
+//!
+//! **Can nodes hold state?** Yes, but a flow is shared by every run (`run` takes `&self`), so
+//! per-run state belongs in the store, and a node's own state must be thread-safe (an atomic
+//! counter, a `Mutex` used only inside a synchronous phase).
+//!
+//! **What if my store borrows data (`struct Store<'a>`)?** Nodes and flat flows work with any
+//! `Send` store; nesting a flow inside another needs `S: 'static` (a flow is stored as a boxed
+//! node), so own the data or put it behind an `Arc`.
+//!
+//! **What happens if a node panics?** The panic unwinds out of the run future, like any panic
+//! in a future. Nothing is caught or hidden; the flow itself is left unchanged and can run
+//! again.
 
 mod action;
 mod batch;
@@ -15,5 +243,11 @@ pub use flow::{Flow, NodeId};
 pub use node::{Ctx, Node, NodeFn, node_fn};
 pub use params::{Params, Value};
 pub use run::{IntoNode, MAX_ATTEMPTS};
+
 #[doc(hidden)]
 pub use run::marker;
+
+// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

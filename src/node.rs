@@ -134,7 +134,11 @@ pub trait Node<S>: Send + Sync {
     fn prep(&self, store: &S, params: &Params) -> Result<Self::Prep>;
 
     /// Does the work: the only phase that may await, and the one that is retried.
-    fn exec(&self, prep: &Self::Prep, cx: Ctx<'_>) -> impl Future<Output = Result<Self::Output>> + Send;
+    fn exec(
+        &self,
+        prep: &Self::Prep,
+        cx: Ctx<'_>,
+    ) -> impl Future<Output = Result<Self::Output>> + Send;
 
     /// Called with the error of the last attempt when every attempt failed.
     ///
@@ -212,7 +216,11 @@ impl<'a> Ctx<'a> {
 struct Leaf<N>(N);
 
 impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
-    fn run<'a>(&'a self, mut store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Result<Action, FlowError>> {
+    fn run<'a>(
+        &'a self,
+        mut store: Store<'a, S>,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<Action, FlowError>> {
         let node = &self.0;
         Box::pin(async move {
             let path = scope.path;

@@ -247,7 +247,12 @@ impl Params {
 }
 
 fn mistyped(key: &str, expected: &'static str, found: &Value) -> FlowError {
-    FlowError::Param { node: String::new(), key: key.to_owned(), expected, found: Some(found.kind()) }
+    FlowError::Param {
+        node: String::new(),
+        key: key.to_owned(),
+        expected,
+        found: Some(found.kind()),
+    }
 }
 
 impl fmt::Debug for Params {

@@ -31,7 +31,11 @@ pub const MAX_ATTEMPTS: usize = 1_000;
 
 /// A node as a flow stores it: one object-safe method that runs a whole visit.
 pub trait Step<S>: Send + Sync {
-    fn run<'a>(&'a self, store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Result<Action, FlowError>>;
+    fn run<'a>(
+        &'a self,
+        store: Store<'a, S>,
+        scope: Scope<'a>,
+    ) -> BoxFuture<'a, Result<Action, FlowError>>;
 }
 
 /// The shared store as a run holds it.
@@ -104,15 +108,26 @@ pub struct Path<'a> {
 
 impl<'a> Path<'a> {
     /// The path of the outermost flow: displays as the empty string.
-    pub const ROOT: Path<'static> = Path { parent: None, name: "", index: None };
+    pub const ROOT: Path<'static> = Path {
+        parent: None,
+        name: "",
+        index: None,
+    };
 
     pub fn child(&'a self, name: &'a str) -> Path<'a> {
-        Path { parent: Some(self), name, index: None }
+        Path {
+            parent: Some(self),
+            name,
+            index: None,
+        }
     }
 
     /// This same node, marked as item or sub-run `index` of it.
     pub fn item(&self, index: usize) -> Path<'a> {
-        Path { index: Some(index), ..*self }
+        Path {
+            index: Some(index),
+            ..*self
+        }
     }
 
     fn is_root(&self) -> bool {
@@ -163,7 +178,11 @@ where
             ),
         ));
     }
-    let mut cx = Ctx { attempt: 0, max_retries, path };
+    let mut cx = Ctx {
+        attempt: 0,
+        max_retries,
+        path,
+    };
     loop {
         let error = match exec(cx).await {
             Ok(out) => return Ok((out, cx.attempt + 1)),
@@ -184,7 +203,10 @@ where
 }
 
 pub fn invalid(path: &Path<'_>, message: String) -> FlowError {
-    FlowError::InvalidConfig { node: path.to_string(), message }
+    FlowError::InvalidConfig {
+        node: path.to_string(),
+        message,
+    }
 }
 
 mod sealed {
