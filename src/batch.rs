@@ -139,10 +139,7 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
                 let (item, path) = (&items_ref[i], path.item(i));
                 let exec = |cx| node.exec(item, cx);
                 let fallback = |error, cx| node.exec_fallback(item, error, cx);
-                (
-                    i,
-                    run::retry(max_retries, wait, &path, exec, fallback).await,
-                )
+                (i, run::retry(max_retries, wait, &path, exec, fallback).await)
             });
             let (outputs, attempts) = run_all(jobs, limit).await?;
             store
@@ -201,10 +198,7 @@ where
         slots[i] = Some(out);
         total += attempts;
     }
-    let outputs = slots
-        .into_iter()
-        .map(|o| o.expect("every job finished"))
-        .collect();
+    let outputs = slots.into_iter().map(|o| o.expect("every job finished")).collect();
     Ok((outputs, total))
 }
 
@@ -221,12 +215,7 @@ struct Batched<S> {
 
 impl<S: Send> Batched<S> {
     fn new(flow: Flow<S>, prep: PrepFn<S>, limit: usize) -> Self {
-        Batched {
-            flow,
-            prep,
-            post: None,
-            limit,
-        }
+        Batched { flow, prep, post: None, limit }
     }
 
     /// Sub-run `i`: the inner flow with `set` merged over the inherited params. Returns its
@@ -240,16 +229,7 @@ impl<S: Send> Batched<S> {
     ) -> Result<(Action, usize), FlowError> {
         let params = scope.params.merged(set);
         let path = scope.path.item(i);
-        let action = self
-            .flow
-            .run_in(
-                store,
-                Scope {
-                    params: &params,
-                    path: &path,
-                },
-            )
-            .await?;
+        let action = self.flow.run_in(store, Scope { params: &params, path: &path }).await?;
         Ok((action, 1))
     }
 
@@ -274,11 +254,7 @@ impl<S: Send> Batched<S> {
             };
             let sets_ref = &sets;
             let jobs = (0..sets.len()).map(|i| async move {
-                (
-                    i,
-                    self.sub_run(i, &sets_ref[i], Store::Shared(lock), scope)
-                        .await,
-                )
+                (i, self.sub_run(i, &sets_ref[i], Store::Shared(lock), scope).await)
             });
             run_all(jobs, limit).await?.0
         };
@@ -337,18 +313,6 @@ impl<S: Send> BatchFlow<S> {
         P: Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync + 'static,
     {
         BatchFlow(Batched::new(flow, Box::new(prep), 1))
-    }
-
-    /// Sets the batch flow's post: it gets the store, the params sets prep returned and the
-    /// last action of each sub-run (in the same order), and returns the batch flow's action.
-    /// Without one, the action is [`Action::DEFAULT`].
-    #[must_use = "`post` returns the batch flow with its post set"]
-    pub fn post<P>(mut self, post: P) -> Self
-    where
-        P: Fn(&mut S, Vec<Params>, Vec<Action>) -> Result<Action> + Send + Sync + 'static,
-    {
-        self.0.post = Some(Box::new(post));
-        self
     }
 }
 
@@ -410,16 +374,6 @@ impl<S: Send> BatchAsyncFlow<S> {
         BatchAsyncFlow(Batched::new(flow, Box::new(prep), usize::MAX))
     }
 
-    /// Sets the post, as [`BatchFlow::post`].
-    #[must_use = "`post` returns the batch flow with its post set"]
-    pub fn post<P>(mut self, post: P) -> Self
-    where
-        P: Fn(&mut S, Vec<Params>, Vec<Action>) -> Result<Action> + Send + Sync + 'static,
-    {
-        self.0.post = Some(Box::new(post));
-        self
-    }
-
     /// Allows at most `limit` sub-runs in flight at once (by default there is no limit);
     /// 1 makes it run like a [`BatchFlow`].
     ///
@@ -438,6 +392,20 @@ impl<S: Send> BatchAsyncFlow<S> {
 
 macro_rules! batch_flow_common {
     ($($ty:ident),*) => {$(
+        impl<S: Send> $ty<S> {
+            /// Sets the batch flow's post: it gets the store, the params sets prep returned and
+            /// the last action of each sub-run (in the same order), and returns the batch flow's
+            /// action. Without one, the action is [`Action::DEFAULT`].
+            #[must_use = "`post` returns the batch flow with its post set"]
+            pub fn post<P>(mut self, post: P) -> Self
+            where
+                P: Fn(&mut S, Vec<Params>, Vec<Action>) -> Result<Action> + Send + Sync + 'static,
+            {
+                self.0.post = Some(Box::new(post));
+                self
+            }
+        }
+
         impl<S: Send> Step<S> for $ty<S> {
             fn run<'a>(&'a self, store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Result<Action, FlowError>> {
                 Box::pin(self.0.run(store, scope))

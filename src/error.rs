@@ -179,67 +179,34 @@ impl FlowError {
     ) -> Self {
         let source = match error.downcast::<FlowError>() {
             Ok(inner) => match *inner {
-                FlowError::Param {
-                    node: path,
-                    key,
-                    expected,
-                    found,
-                } if path.is_empty() => {
-                    return FlowError::Param {
-                        node: node.to_string(),
-                        key,
-                        expected,
-                        found,
-                    };
+                FlowError::Param { node: path, key, expected, found } if path.is_empty() => {
+                    return FlowError::Param { node: node.to_string(), key, expected, found };
                 }
                 other => Box::new(other),
             },
             Err(source) => source,
         };
-        FlowError::NodeFailed {
-            node: node.to_string(),
-            phase,
-            attempts,
-            source,
-        }
+        FlowError::NodeFailed { node: node.to_string(), phase, attempts, source }
     }
 }
 
 impl fmt::Display for FlowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FlowError::NodeFailed {
-                node,
-                phase: Phase::Exec,
-                attempts,
-                ..
-            } => {
+            FlowError::NodeFailed { node, phase: Phase::Exec, attempts, .. } => {
                 let s = if *attempts == 1 { "" } else { "s" };
-                write!(
-                    f,
-                    "node `{node}` failed in exec after {attempts} attempt{s}"
-                )
+                write!(f, "node `{node}` failed in exec after {attempts} attempt{s}")
             }
             FlowError::NodeFailed { node, phase, .. } => {
                 write!(f, "node `{node}` failed in {phase}")
             }
-            FlowError::UnknownAction {
-                node,
-                action,
-                expected,
-            } => {
-                write!(
-                    f,
-                    "node `{node}` returned action {action:?}, but its edges are for "
-                )?;
+            FlowError::UnknownAction { node, action, expected } => {
+                write!(f, "node `{node}` returned action {action:?}, but its edges are for ")?;
                 for (i, a) in expected.iter().enumerate() {
                     let sep = if i == 0 { "" } else { ", " };
                     write!(f, "{sep}{a:?}")?;
                 }
-                write!(
-                    f,
-                    "; add an edge for it, or `Flow::end` if it should end the flow"
-                )
+                write!(f, "; add an edge for it, or `Flow::end` if it should end the flow")
             }
             FlowError::DuplicateEdge { node, action } => write!(
                 f,
@@ -251,23 +218,12 @@ impl fmt::Display for FlowError {
                 "{id:?} was returned by another flow's `add`; connect only ids this flow returned"
             ),
             FlowError::EmptyFlow { node } if node.is_empty() => {
-                write!(
-                    f,
-                    "the flow has no nodes; add one with `Flow::add` before running it"
-                )
+                write!(f, "the flow has no nodes; add one with `Flow::add` before running it")
             }
             FlowError::EmptyFlow { node } => {
-                write!(
-                    f,
-                    "flow `{node}` has no nodes; add one with `Flow::add` before running it"
-                )
+                write!(f, "flow `{node}` has no nodes; add one with `Flow::add` before running it")
             }
-            FlowError::Param {
-                node,
-                key,
-                expected,
-                found,
-            } => {
+            FlowError::Param { node, key, expected, found } => {
                 if !node.is_empty() {
                     write!(f, "node `{node}`: ")?;
                 }

@@ -94,11 +94,7 @@ impl<S> Flow<S> {
     /// An empty flow. Running it before a node is added fails with [`FlowError::EmptyFlow`].
     pub fn new() -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        Flow {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            slots: Vec::new(),
-            start: 0,
-        }
+        Flow { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), slots: Vec::new(), start: 0 }
     }
 
     /// Adds a node and returns its key. The first node added is where runs start.
@@ -125,15 +121,8 @@ impl<S> Flow<S> {
             !self.slots.iter().any(|s| s.name == name),
             "this flow already has a node named {name:?}: give each node a name of its own"
         );
-        self.slots.push(Slot {
-            name,
-            step: node.into_step(),
-            edges: Vec::new(),
-        });
-        NodeId {
-            flow: self.id,
-            index: self.slots.len() - 1,
-        }
+        self.slots.push(Slot { name, step: node.into_step(), edges: Vec::new() });
+        NodeId { flow: self.id, index: self.slots.len() - 1 }
     }
 
     /// Connects `from` to `to` for `action`: when `from`'s `post` returns `action`, the run
@@ -211,10 +200,7 @@ impl<S> Flow<S> {
         let from = self.index(from)?;
         let slot = &mut self.slots[from];
         if slot.edges.iter().any(|(a, _)| *a == action) {
-            return Err(FlowError::DuplicateEdge {
-                node: slot.name.clone(),
-                action,
-            });
+            return Err(FlowError::DuplicateEdge { node: slot.name.clone(), action });
         }
         slot.edges.push((action, to));
         Ok(())
@@ -247,14 +233,7 @@ impl<S: Send> Flow<S> {
     /// # Errors
     /// As for [`run`](Flow::run).
     pub async fn run_with(&self, store: &mut S, params: &Params) -> Result<Action, FlowError> {
-        self.run_in(
-            Store::Own(store),
-            Scope {
-                params,
-                path: &Path::ROOT,
-            },
-        )
-        .await
+        self.run_in(Store::Own(store), Scope { params, path: &Path::ROOT }).await
     }
 
     /// The run loop: visit a node, follow its action, repeat.
@@ -264,9 +243,7 @@ impl<S: Send> Flow<S> {
         scope: Scope<'_>,
     ) -> Result<Action, FlowError> {
         if self.slots.is_empty() {
-            return Err(FlowError::EmptyFlow {
-                node: scope.path.to_string(),
-            });
+            return Err(FlowError::EmptyFlow { node: scope.path.to_string() });
         }
         let mut current = self.start;
         loop {
@@ -274,13 +251,7 @@ impl<S: Send> Flow<S> {
             let path = scope.path.child(&slot.name);
             let action = slot
                 .step
-                .run(
-                    store.reborrow(),
-                    Scope {
-                        params: scope.params,
-                        path: &path,
-                    },
-                )
+                .run(store.reborrow(), Scope { params: scope.params, path: &path })
                 .await?;
             match slot.edges.iter().find(|(a, _)| *a == action) {
                 Some((_, Target::Node(next))) => current = *next,
@@ -330,9 +301,9 @@ impl<S> fmt::Debug for Flow<S> {
                 let mut map = f.debug_map();
                 for (action, target) in &self.1.edges {
                     match target {
-                        Target::Node(i) => map
-                            .key(action)
-                            .value(&format_args!("{}", self.0.slots[*i].name)),
+                        Target::Node(i) => {
+                            map.key(action).value(&format_args!("{}", self.0.slots[*i].name))
+                        }
                         Target::End => map.key(action).value(&format_args!("END")),
                     };
                 }

@@ -46,51 +46,20 @@ impl fmt::Display for Value {
     }
 }
 
-impl From<&str> for Value {
-    fn from(s: &str) -> Self {
-        Value::Str(s.into())
-    }
-}
-
-impl From<String> for Value {
-    fn from(s: String) -> Self {
-        Value::Str(s.into())
-    }
-}
-
-impl From<Arc<str>> for Value {
-    fn from(s: Arc<str>) -> Self {
-        Value::Str(s)
-    }
-}
-
-macro_rules! int_values {
-    ($($t:ty),*) => {$(
+macro_rules! value_from {
+    ($($variant:ident: $($t:ty),*;)*) => {$($(
         impl From<$t> for Value {
-            fn from(n: $t) -> Self {
-                Value::Int(n.into())
+            fn from(v: $t) -> Self {
+                Value::$variant(v.into())
             }
         }
-    )*};
+    )*)*};
 }
-int_values!(i8, i16, i32, i64, u8, u16, u32);
-
-impl From<f64> for Value {
-    fn from(x: f64) -> Self {
-        Value::Float(x)
-    }
-}
-
-impl From<f32> for Value {
-    fn from(x: f32) -> Self {
-        Value::Float(x.into())
-    }
-}
-
-impl From<bool> for Value {
-    fn from(b: bool) -> Self {
-        Value::Bool(b)
-    }
+value_from! {
+    Str: &str, String, Arc<str>;
+    Int: i8, i16, i32, i64, u8, u16, u32;
+    Float: f32, f64;
+    Bool: bool;
 }
 
 type Entries = Vec<(Cow<'static, str>, Value)>;
@@ -196,10 +165,10 @@ impl Params {
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not a string.
     pub fn str(&self, key: &str) -> Result<&str, FlowError> {
-        match self.typed(key, "a string")? {
-            Value::Str(s) => Ok(s),
-            other => Err(mistyped(key, "a string", other)),
-        }
+        self.typed(key, "a string", |v| match v {
+            Value::Str(s) => Some(&**s),
+            _ => None,
+        })
     }
 
     /// The integer value of `key`.
@@ -207,10 +176,10 @@ impl Params {
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not an integer.
     pub fn int(&self, key: &str) -> Result<i64, FlowError> {
-        match self.typed(key, "an integer")? {
-            Value::Int(n) => Ok(*n),
-            other => Err(mistyped(key, "an integer", other)),
-        }
+        self.typed(key, "an integer", |v| match v {
+            Value::Int(n) => Some(*n),
+            _ => None,
+        })
     }
 
     /// The float value of `key`. Integers are not converted: a param is read as the type it
@@ -219,10 +188,10 @@ impl Params {
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not a float.
     pub fn float(&self, key: &str) -> Result<f64, FlowError> {
-        match self.typed(key, "a float")? {
-            Value::Float(x) => Ok(*x),
-            other => Err(mistyped(key, "a float", other)),
-        }
+        self.typed(key, "a float", |v| match v {
+            Value::Float(x) => Some(*x),
+            _ => None,
+        })
     }
 
     /// The bool value of `key`.
@@ -230,28 +199,27 @@ impl Params {
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not a bool.
     pub fn bool(&self, key: &str) -> Result<bool, FlowError> {
-        match self.typed(key, "a bool")? {
-            Value::Bool(b) => Ok(*b),
-            other => Err(mistyped(key, "a bool", other)),
-        }
+        self.typed(key, "a bool", |v| match v {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        })
     }
 
-    fn typed(&self, key: &str, expected: &'static str) -> Result<&Value, FlowError> {
-        self.get(key).ok_or_else(|| FlowError::Param {
+    /// `key`'s value as `expected`, read by `read`; a [`FlowError::Param`] (with no node yet)
+    /// when it is missing or `read` finds another type.
+    fn typed<'a, T>(
+        &'a self,
+        key: &str,
+        expected: &'static str,
+        read: impl FnOnce(&'a Value) -> Option<T>,
+    ) -> Result<T, FlowError> {
+        let value = self.get(key);
+        value.and_then(read).ok_or_else(|| FlowError::Param {
             node: String::new(),
             key: key.to_owned(),
             expected,
-            found: None,
+            found: value.map(Value::kind),
         })
-    }
-}
-
-fn mistyped(key: &str, expected: &'static str, found: &Value) -> FlowError {
-    FlowError::Param {
-        node: String::new(),
-        key: key.to_owned(),
-        expected,
-        found: Some(found.kind()),
     }
 }
 

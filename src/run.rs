@@ -108,26 +108,15 @@ pub struct Path<'a> {
 
 impl<'a> Path<'a> {
     /// The path of the outermost flow: displays as the empty string.
-    pub const ROOT: Path<'static> = Path {
-        parent: None,
-        name: "",
-        index: None,
-    };
+    pub const ROOT: Path<'static> = Path { parent: None, name: "", index: None };
 
     pub fn child(&'a self, name: &'a str) -> Path<'a> {
-        Path {
-            parent: Some(self),
-            name,
-            index: None,
-        }
+        Path { parent: Some(self), name, index: None }
     }
 
     /// This same node, marked as item or sub-run `index` of it.
     pub fn item(&self, index: usize) -> Path<'a> {
-        Path {
-            index: Some(index),
-            ..*self
-        }
+        Path { index: Some(index), ..*self }
     }
 
     fn is_root(&self) -> bool {
@@ -178,11 +167,7 @@ where
             ),
         ));
     }
-    let mut cx = Ctx {
-        attempt: 0,
-        max_retries,
-        path,
-    };
+    let mut cx = Ctx { attempt: 0, max_retries, path };
     loop {
         let error = match exec(cx).await {
             Ok(out) => return Ok((out, cx.attempt + 1)),
@@ -203,10 +188,7 @@ where
 }
 
 pub fn invalid(path: &Path<'_>, message: String) -> FlowError {
-    FlowError::InvalidConfig {
-        node: path.to_string(),
-        message,
-    }
+    FlowError::InvalidConfig { node: path.to_string(), message }
 }
 
 mod sealed {
@@ -227,7 +209,7 @@ pub(crate) use sealed::Sealed;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be added to a `Flow<{S}>`",
     label = "not a node over the store `{S}`",
-    note = "implement `Node<{S}>` or `BatchNode<{S}>` for it, or add a `Flow<{S}>`, `BatchFlow<{S}>` or `BatchAsyncFlow<{S}>`"
+    note = "implement `Node<{S}>` or `BatchNode<{S}>` for it, or add a `Flow<{S}>`, `BatchFlow<{S}>` or `BatchAsyncFlow<{S}>`; the node must be `'static` and the store `{S}` must be `Send`"
 )]
 pub trait IntoNode<S, M>: sealed::Sealed<S, M> {}
 
