@@ -127,13 +127,12 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
         let node = &self.0;
         Box::pin(async move {
             let path = scope.path;
+            let max_retries = run::attempts(node.max_retries(), path)?;
+            let limit = in_flight(node.max_in_flight(), path)?;
             let items = store
                 .with(|s| node.prep(s, scope.params))
                 .map_err(|e| FlowError::user(path, Phase::Prep, 0, e))?;
-            let limit = in_flight(node.max_in_flight(), path)?;
-            let (max_retries, wait) = (node.max_retries(), node.wait());
-            // Jobs are made from indices, not from `&Item` closure arguments: a closure that takes a
-            // borrowed argument makes the future's `Send` bound unprovable (rust-lang/rust#64552).
+            let wait = node.wait();
             let items_ref = &items;
             let jobs = (0..items.len()).map(|i| async move {
                 let (item, path) = (&items_ref[i], path.item(i));
@@ -235,10 +234,10 @@ impl<S: Send> Batched<S> {
 
     async fn run(&self, mut store: Store<'_, S>, scope: Scope<'_>) -> Result<Action, FlowError> {
         let path = scope.path;
+        let limit = in_flight(self.limit, path)?;
         let sets = store
             .with(|s| (self.prep)(s, scope.params))
             .map_err(|e| FlowError::user(path, Phase::Prep, 0, e))?;
-        let limit = in_flight(self.limit, path)?;
         let results = if limit == 1 {
             let mut results = Vec::with_capacity(sets.len());
             for (i, set) in sets.iter().enumerate() {

@@ -224,11 +224,12 @@ impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
         let node = &self.0;
         Box::pin(async move {
             let path = scope.path;
+            let max_retries = run::attempts(node.max_retries(), path)?;
             let prep = store
                 .with(|s| node.prep(s, scope.params))
                 .map_err(|e| FlowError::user(path, Phase::Prep, 0, e))?;
             let (output, attempts) = run::retry(
-                node.max_retries(),
+                max_retries,
                 node.wait(),
                 path,
                 |cx| node.exec(&prep, cx),

@@ -143,8 +143,20 @@ impl fmt::Debug for Path<'_> {
     }
 }
 
-/// Runs `exec` up to `max_retries` times with `wait` between attempts, then `fallback` on the
-/// last error. Returns the output and the number of attempts made.
+/// Checks a node's `max_retries()` (before its prep runs, so a bad setting costs no work).
+pub fn attempts(max_retries: usize, path: &Path<'_>) -> Result<usize, FlowError> {
+    if max_retries == 0 || max_retries > MAX_ATTEMPTS {
+        let message = format!(
+            "max_retries() is {max_retries}, but it counts every attempt, the first included, \
+             and must be between 1 and {MAX_ATTEMPTS}"
+        );
+        return Err(invalid(path, message));
+    }
+    Ok(max_retries)
+}
+
+/// Runs `exec` up to `max_retries` times (checked by [`attempts`]) with `wait` between
+/// attempts, then `fallback` on the last error. Returns the output and the attempts made.
 pub async fn retry<'p, T, E, EF, B, BF>(
     max_retries: usize,
     wait: Duration,
@@ -158,15 +170,6 @@ where
     B: FnOnce(Error, Ctx<'p>) -> BF,
     BF: Future<Output = Result<T, Error>>,
 {
-    if max_retries == 0 || max_retries > MAX_ATTEMPTS {
-        return Err(invalid(
-            path,
-            format!(
-                "max_retries() is {max_retries}, but it counts every attempt, the first included, \
-                 and must be between 1 and {MAX_ATTEMPTS}"
-            ),
-        ));
-    }
     let mut cx = Ctx { attempt: 0, max_retries, path };
     loop {
         let error = match exec(cx).await {
