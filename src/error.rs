@@ -89,7 +89,8 @@ pub enum FlowError {
         phase: Phase,
         /// How many times `exec` ran: for an exec failure, the attempts made (for a batch
         /// node, by the failing item); for a post failure, the attempts whose results `post`
-        /// received (for a batch node, summed over its items); 0 when `prep` failed.
+        /// received (for a batch node, summed over its items); 0 when `prep` failed, and for
+        /// the prep and post of a batch flow, which has no `exec` of its own.
         attempts: usize,
         /// The error the node's code returned.
         source: crate::Error,
