@@ -106,16 +106,17 @@ impl<S> Flow<S> {
     /// `name` is how errors (and paths through nested flows) refer to the node.
     ///
     /// # Panics
-    /// If `name` is empty, contains a `/` (the path separator), or is already the name of a
-    /// node in this flow: names must tell nodes apart.
+    /// If `name` is empty, contains `/`, `[` or `]` (which paths use to separate nodes and
+    /// number items), or is already the name of a node in this flow: names must tell nodes
+    /// apart.
     pub fn add<N, M>(&mut self, name: impl Into<String>, node: N) -> NodeId
     where
         N: IntoNode<S, M>,
     {
         let name = name.into();
         assert!(
-            !name.is_empty() && !name.contains('/'),
-            "node name {name:?} is not valid: give each node a non-empty name without `/`"
+            !name.is_empty() && !name.contains(['/', '[', ']']),
+            "node name {name:?} is not valid: give each node a non-empty name without `/`, `[` or `]`"
         );
         assert!(
             !self.slots.iter().any(|s| s.name == name),

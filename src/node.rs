@@ -256,8 +256,10 @@ pub struct NodeFn<F>(F);
 /// Makes a node from a closure that gets the store and the params and returns the action:
 /// for glue steps that only move data around or decide where to go.
 ///
-/// The closure runs as the node's `post` (synchronous, `&mut S`); the node has no `exec` to
-/// speak of, so it is never retried. For anything that awaits, implement [`Node`].
+/// The closure runs as the node's `post` (synchronous, `&mut S`), so an error it returns is
+/// reported as failing in [`Phase::Post`] (a missing param is still a [`FlowError::Param`]).
+/// The node has no `exec` to speak of and is never retried: for anything that awaits,
+/// implement [`Node`].
 ///
 /// ```
 /// use miniflow::{Action, Flow, node_fn};
