@@ -10,7 +10,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream;
 
-use crate::run::{self, Lock, Scope, Sealed, Step, Store, marker};
+use crate::run::{self, Lock, Outcome, Scope, Sealed, Step, Store, marker};
 use crate::{Action, Ctx, Error, Flow, FlowError, Params, Phase, Result};
 
 /// A node whose `prep` returns a list of items and whose `exec` runs once per item, each item
@@ -123,7 +123,7 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
         &'a self,
         mut store: Store<'a, S>,
         scope: Scope<'a>,
-    ) -> BoxFuture<'a, Result<Action, FlowError>> {
+    ) -> BoxFuture<'a, Outcome<Action>> {
         let node = &self.0;
         Box::pin(async move {
             let path = scope.path;
@@ -143,7 +143,7 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
             let (outputs, attempts) = run_all(jobs, limit).await?;
             store
                 .with(|s| node.post(s, items, outputs))
-                .map_err(|e| FlowError::user(path, Phase::Post, attempts, e))
+                .map_err(|e| FlowError::user(path, Phase::Post, attempts, e).into())
         })
     }
 }
@@ -170,12 +170,9 @@ fn in_flight(limit: usize, path: &run::Path<'_>) -> Result<usize, FlowError> {
 /// Awaits every job, at most `limit` at a time, failing on the first error (the others are
 /// dropped), and returns the outputs in input order with the attempts summed. Each job yields
 /// its own index with its result.
-async fn run_all<T, F>(
-    jobs: impl Iterator<Item = F>,
-    limit: usize,
-) -> Result<(Vec<T>, usize), FlowError>
+async fn run_all<T, F>(jobs: impl Iterator<Item = F>, limit: usize) -> Outcome<(Vec<T>, usize)>
 where
-    F: Future<Output = (usize, Result<(T, usize), FlowError>)>,
+    F: Future<Output = (usize, Outcome<(T, usize)>)>,
 {
     let mut total = 0;
     if limit == 1 {
@@ -225,14 +222,14 @@ impl<S: Send> Batched<S> {
         set: &Params,
         store: Store<'_, S>,
         scope: Scope<'_>,
-    ) -> Result<(Action, usize), FlowError> {
+    ) -> Outcome<(Action, usize)> {
         let params = scope.params.merged(set);
         let path = scope.path.item(i);
         let action = self.flow.run_in(store, Scope { params: &params, path: &path }).await?;
         Ok((action, 1))
     }
 
-    async fn run(&self, mut store: Store<'_, S>, scope: Scope<'_>) -> Result<Action, FlowError> {
+    async fn run(&self, mut store: Store<'_, S>, scope: Scope<'_>) -> Outcome<Action> {
         let path = scope.path;
         let limit = in_flight(self.limit, path)?;
         let sets = store
@@ -261,7 +258,7 @@ impl<S: Send> Batched<S> {
             None => Ok(Action::DEFAULT),
             Some(post) => store
                 .with(|s| post(s, sets, results))
-                .map_err(|e| FlowError::user(path, Phase::Post, 0, e)),
+                .map_err(|e| FlowError::user(path, Phase::Post, 0, e).into()),
         }
     }
 }
@@ -406,7 +403,7 @@ macro_rules! batch_flow_common {
         }
 
         impl<S: Send> Step<S> for $ty<S> {
-            fn run<'a>(&'a self, store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Result<Action, FlowError>> {
+            fn run<'a>(&'a self, store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Outcome<Action>> {
                 Box::pin(self.0.run(store, scope))
             }
         }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 
-use crate::run::{IntoNode, Path, Scope, Sealed, Step, Store, marker};
+use crate::run::{IntoNode, Outcome, Path, Scope, Sealed, Step, Store, marker};
 use crate::{Action, FlowError, Params};
 
 /// The key of a node in a flow, returned by [`Flow::add`] and given back to connect it.
@@ -234,7 +234,7 @@ impl<S: Send> Flow<S> {
     /// # Errors
     /// As for [`run`](Flow::run).
     pub async fn run_with(&self, store: &mut S, params: &Params) -> Result<Action, FlowError> {
-        self.run_in(Store::Own(store), Scope { params, path: &Path::ROOT }).await
+        self.run_in(Store::Own(store), Scope { params, path: &Path::ROOT }).await.map_err(|e| *e)
     }
 
     /// The run loop: visit a node, follow its action, repeat.
@@ -242,9 +242,9 @@ impl<S: Send> Flow<S> {
         &self,
         mut store: Store<'_, S>,
         scope: Scope<'_>,
-    ) -> Result<Action, FlowError> {
+    ) -> Outcome<Action> {
         if self.slots.is_empty() {
-            return Err(FlowError::EmptyFlow { node: scope.path.to_string() });
+            return Err(FlowError::EmptyFlow { node: scope.path.to_string() }.into());
         }
         let mut current = self.start;
         loop {
@@ -264,7 +264,8 @@ impl<S: Send> Flow<S> {
                         node: path.to_string(),
                         action,
                         expected,
-                    });
+                    }
+                    .into());
                 }
             }
         }
@@ -272,11 +273,7 @@ impl<S: Send> Flow<S> {
 }
 
 impl<S: Send> Step<S> for Flow<S> {
-    fn run<'a>(
-        &'a self,
-        store: Store<'a, S>,
-        scope: Scope<'a>,
-    ) -> BoxFuture<'a, Result<Action, FlowError>> {
+    fn run<'a>(&'a self, store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Outcome<Action>> {
         Box::pin(self.run_in(store, scope))
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::run::{self, Path, Scope, Sealed, Step, Store, marker};
+use crate::run::{self, Outcome, Path, Scope, Sealed, Step, Store, marker};
 use crate::{Action, Error, FlowError, Params, Phase, Result};
 
 /// One step of a flow, in three phases: `prep` reads the store, `exec` does the slow or flaky
@@ -220,7 +220,7 @@ impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
         &'a self,
         mut store: Store<'a, S>,
         scope: Scope<'a>,
-    ) -> BoxFuture<'a, Result<Action, FlowError>> {
+    ) -> BoxFuture<'a, Outcome<Action>> {
         let node = &self.0;
         Box::pin(async move {
             let path = scope.path;
@@ -238,7 +238,7 @@ impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
             .await?;
             store
                 .with(|s| node.post(s, prep, output))
-                .map_err(|e| FlowError::user(path, Phase::Post, attempts, e))
+                .map_err(|e| FlowError::user(path, Phase::Post, attempts, e).into())
         })
     }
 }

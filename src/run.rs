@@ -29,13 +29,14 @@ use crate::{Action, Ctx, Error, FlowError, Params, Phase};
 /// [`FlowError::InvalidConfig`] instead of retrying (nearly) forever.
 pub const MAX_ATTEMPTS: usize = 1_000;
 
+/// What a step's run ends with inside a run. The error is boxed so that the `Result` moved
+/// through every visit is as small as an `Action` (a `FlowError` is ten times larger); it is
+/// unboxed once, where the run returns to the caller.
+pub type Outcome<T> = Result<T, Box<FlowError>>;
+
 /// A node as a flow stores it: one object-safe method that runs a whole visit.
 pub trait Step<S>: Send + Sync {
-    fn run<'a>(
-        &'a self,
-        store: Store<'a, S>,
-        scope: Scope<'a>,
-    ) -> BoxFuture<'a, Result<Action, FlowError>>;
+    fn run<'a>(&'a self, store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Outcome<Action>>;
 }
 
 /// The shared store as a run holds it.
@@ -163,7 +164,7 @@ pub async fn retry<'p, T, E, EF, B, BF>(
     path: &'p Path<'p>,
     exec: E,
     fallback: B,
-) -> Result<(T, usize), FlowError>
+) -> Outcome<(T, usize)>
 where
     E: Fn(Ctx<'p>) -> EF,
     EF: Future<Output = Result<T, Error>>,
@@ -179,7 +180,7 @@ where
         if cx.attempt + 1 == max_retries {
             return match fallback(error, cx).await {
                 Ok(out) => Ok((out, max_retries)),
-                Err(error) => Err(FlowError::user(path, Phase::Exec, max_retries, error)),
+                Err(error) => Err(FlowError::user(path, Phase::Exec, max_retries, error).into()),
             };
         }
         drop(error);
