@@ -146,14 +146,19 @@ impl fmt::Debug for Path<'_> {
 
 /// Checks a node's `max_retries()` (before its prep runs, so a bad setting costs no work).
 pub fn attempts(max_retries: usize, path: &Path<'_>) -> Result<usize, FlowError> {
-    if max_retries == 0 || max_retries > MAX_ATTEMPTS {
-        let message = format!(
-            "max_retries() is {max_retries}, but it counts every attempt, the first included, \
-             and must be between 1 and {MAX_ATTEMPTS}"
-        );
-        return Err(invalid(path, message));
+    match max_retries {
+        1..=MAX_ATTEMPTS => Ok(max_retries),
+        _ => Err(bad_attempts(max_retries, path)),
     }
-    Ok(max_retries)
+}
+
+#[cold]
+fn bad_attempts(max_retries: usize, path: &Path<'_>) -> FlowError {
+    let message = format!(
+        "max_retries() is {max_retries}, but it counts every attempt, the first included, \
+         and must be between 1 and {MAX_ATTEMPTS}"
+    );
+    invalid(path, message)
 }
 
 /// Runs `exec` up to `max_retries` times (checked by [`attempts`]) with `wait` between
