@@ -5,32 +5,17 @@
 //! before its `post`; a per-item fallback fills only that item's output.
 
 use std::error::Error as _;
-use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use miniflow::{Action, BatchNode, Ctx, Error, Flow, FlowError, Params, Phase, Result};
 
+mod common;
+use common::*;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, PartialEq)]
-struct Failure(String);
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Failure {}
-
-async fn yield_times(n: usize) {
-    for _ in 0..n {
-        smol::future::yield_now().await;
-    }
-}
 
 /// What the items' `exec`s did: start and finish order, in-flight counts, fallback calls.
 #[derive(Default)]

@@ -6,7 +6,6 @@
 //! cancel a run with the same guarantees.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
@@ -15,24 +14,11 @@ use std::time::Duration;
 use futures::future::Either;
 use miniflow::{Action, BatchAsyncFlow, BatchNode, Ctx, Flow, Node, Params, Result};
 
+mod common;
+use common::*;
+
 /// More polls than any flow here needs: a run still pending after this many has hung.
 const MAX_POLLS: usize = 10_000;
-
-/// Returns `Pending` `n` times, waking its own task each time, then `Ready`.
-struct YieldNow(usize);
-
-impl Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 == 0 {
-            return Poll::Ready(());
-        }
-        self.0 -= 1;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
 
 /// The store. Its invariant, which only whole posts keep: every post pushes one entry *and*
 /// bumps `posts`, so `entries.len() == posts`.

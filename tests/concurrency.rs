@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::error::Error as _;
-use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,26 +14,12 @@ use miniflow::{
     Action, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Flow, FlowError, Node, Params, Phase, Result,
 };
 
+mod common;
+use common::*;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, PartialEq)]
-struct Failure(String);
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Failure {}
-
-async fn yield_times(n: usize) {
-    for _ in 0..n {
-        smol::future::yield_now().await;
-    }
-}
 
 /// What the sub-runs' `exec`s did: how many were in flight (now and at most), an event log,
 /// and how many were dropped before they finished.

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
@@ -17,22 +16,8 @@ use miniflow::{
     Action, BatchAsyncFlow, BatchNode, Ctx, Flow, FlowError, Node, Params, Result, node_fn,
 };
 
-/// Returns `Pending` `n` times, waking its own task each time, then `Ready`: a yield that works
-/// on any executor (and under a hand-rolled poll loop).
-struct YieldNow(usize);
-
-impl Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 == 0 {
-            return Poll::Ready(());
-        }
-        self.0 -= 1;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
+mod common;
+use common::*;
 
 /// How the representative flow's execs pause. [`REAL`] makes them await timers and yield;
 /// [`NEVER_PENDING`] makes every exec complete on its first poll (same results, no pauses).

@@ -4,7 +4,6 @@
 //! range are `InvalidConfig`, and `wait` really pauses between attempts (and only between them).
 
 use std::error::Error as _;
-use std::fmt;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -17,25 +16,12 @@ use miniflow::{
     Action, BatchNode, Ctx, Error, Flow, FlowError, MAX_ATTEMPTS, Node, Params, Phase, Result,
 };
 
+mod common;
+use common::*;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// The user's own error type, to check that it survives as the `source()` of a `FlowError`.
-#[derive(Debug, PartialEq)]
-struct Failure(String);
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Failure {}
-
-fn failure(message: impl Into<String>) -> Error {
-    Box::new(Failure(message.into()))
-}
 
 /// `(node, phase, attempts)` of a `NodeFailed`; panics on any other variant.
 fn node_failed(err: &FlowError) -> (&str, Phase, usize) {
@@ -64,12 +50,6 @@ fn invalid_config(err: &FlowError) -> (&str, &str) {
 /// Polls `fut` once with a waker that does nothing: nothing but this call can make it progress.
 fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
     fut.poll(&mut Context::from_waker(Waker::noop()))
-}
-
-async fn yield_times(n: usize) {
-    for _ in 0..n {
-        smol::future::yield_now().await;
-    }
 }
 
 /// What the nodes saw, written from inside `exec` and `exec_fallback`.
