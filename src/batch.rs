@@ -129,9 +129,7 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
             let path = scope.path;
             let max_retries = run::attempts(node.max_retries(), path)?;
             let limit = in_flight(node.max_in_flight(), path)?;
-            let items = store
-                .with(|s| node.prep(s, scope.params))
-                .map_err(|e| FlowError::user(path, Phase::Prep, 0, e))?;
+            let items = store.phase(path, Phase::Prep, 0, |s| node.prep(s, scope.params))?;
             let wait = node.wait();
             let items_ref = &items;
             let jobs = (0..items.len()).map(|i| async move {
@@ -141,9 +139,7 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
                 (i, run::retry(max_retries, wait, &path, exec, fallback).await)
             });
             let (outputs, attempts) = run_all(jobs, limit).await?;
-            store
-                .with(|s| node.post(s, items, outputs))
-                .map_err(|e| FlowError::user(path, Phase::Post, attempts, e).into())
+            store.phase(path, Phase::Post, attempts, |s| node.post(s, items, outputs))
         })
     }
 }
@@ -232,9 +228,7 @@ impl<S: Send> Batched<S> {
     async fn run(&self, mut store: Store<'_, S>, scope: Scope<'_>) -> Outcome<Action> {
         let path = scope.path;
         let limit = in_flight(self.limit, path)?;
-        let sets = store
-            .with(|s| (self.prep)(s, scope.params))
-            .map_err(|e| FlowError::user(path, Phase::Prep, 0, e))?;
+        let sets = store.phase(path, Phase::Prep, 0, |s| (self.prep)(s, scope.params))?;
         let results = if limit == 1 {
             let mut results = Vec::with_capacity(sets.len());
             for (i, set) in sets.iter().enumerate() {
@@ -256,9 +250,7 @@ impl<S: Send> Batched<S> {
         };
         match &self.post {
             None => Ok(Action::DEFAULT),
-            Some(post) => store
-                .with(|s| post(s, sets, results))
-                .map_err(|e| FlowError::user(path, Phase::Post, 0, e).into()),
+            Some(post) => store.phase(path, Phase::Post, 0, |s| post(s, sets, results)),
         }
     }
 }

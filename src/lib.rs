@@ -242,9 +242,6 @@ pub use node::{Ctx, Node, NodeFn, node_fn};
 pub use params::{Params, Value};
 pub use run::{IntoNode, MAX_ATTEMPTS};
 
-#[doc(hidden)]
-pub use run::marker;
-
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

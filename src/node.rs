@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::run::{self, Outcome, Path, Scope, Sealed, Step, Store, marker};
-use crate::{Action, Error, FlowError, Params, Phase, Result};
+use crate::{Action, Error, Params, Phase, Result};
 
 /// One step of a flow, in three phases: `prep` reads the store, `exec` does the slow or flaky
 /// work, `post` writes the results and picks the next edge.
@@ -72,7 +72,7 @@ use crate::{Action, Error, FlowError, Params, Phase, Result};
 /// If `exec` returns an error, it is called again, up to [`max_retries`](Node::max_retries)
 /// calls in all, with [`wait`](Node::wait) between them; [`Ctx::attempt`] tells it which
 /// attempt it is. When the last attempt fails, [`exec_fallback`](Node::exec_fallback) gets the
-/// error: by default it returns it, and the run fails with [`FlowError::NodeFailed`]; override
+/// error: by default it returns it, and the run fails with [`FlowError::NodeFailed`](crate::FlowError::NodeFailed); override
 /// it to return a value instead, and `post` receives that value as if `exec` had produced it.
 ///
 /// # A common mistake
@@ -130,7 +130,7 @@ pub trait Node<S>: Send + Sync {
     /// Reads what the node needs from the store and the params.
     ///
     /// An error here fails the run with [`Phase::Prep`]; errors from the [`Params`] getters
-    /// become [`FlowError::Param`] naming this node.
+    /// become [`FlowError::Param`](crate::FlowError::Param) naming this node.
     fn prep(&self, store: &S, params: &Params) -> Result<Self::Prep>;
 
     /// Does the work: the only phase that may await, and the one that is retried.
@@ -161,7 +161,7 @@ pub trait Node<S>: Send + Sync {
     /// means no retry, 3 means up to two retries.
     ///
     /// Must be between 1 and [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS); any other value fails the
-    /// node's run with [`FlowError::InvalidConfig`].
+    /// node's run with [`FlowError::InvalidConfig`](crate::FlowError::InvalidConfig).
     fn max_retries(&self) -> usize {
         1
     }
@@ -225,9 +225,7 @@ impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
         Box::pin(async move {
             let path = scope.path;
             let max_retries = run::attempts(node.max_retries(), path)?;
-            let prep = store
-                .with(|s| node.prep(s, scope.params))
-                .map_err(|e| FlowError::user(path, Phase::Prep, 0, e))?;
+            let prep = store.phase(path, Phase::Prep, 0, |s| node.prep(s, scope.params))?;
             let (output, attempts) = run::retry(
                 max_retries,
                 node.wait(),
@@ -236,9 +234,7 @@ impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
                 |error, cx| node.exec_fallback(&prep, error, cx),
             )
             .await?;
-            store
-                .with(|s| node.post(s, prep, output))
-                .map_err(|e| FlowError::user(path, Phase::Post, attempts, e).into())
+            store.phase(path, Phase::Post, attempts, |s| node.post(s, prep, output))
         })
     }
 }
@@ -257,7 +253,7 @@ pub struct NodeFn<F>(F);
 /// for glue steps that only move data around or decide where to go.
 ///
 /// The closure runs as the node's `post` (synchronous, `&mut S`), so an error it returns is
-/// reported as failing in [`Phase::Post`] (a missing param is still a [`FlowError::Param`]).
+/// reported as failing in [`Phase::Post`] (a missing param is still a [`FlowError::Param`](crate::FlowError::Param)).
 /// The node has no `exec` to speak of and is never retried: for anything that awaits,
 /// implement [`Node`].
 ///

@@ -39,7 +39,9 @@ pub trait Step<S>: Send + Sync {
     fn run<'a>(&'a self, store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Outcome<Action>>;
 }
 
-/// The shared store as a run holds it.
+/// The shared store as a run holds it. Never seen by users, and a `dyn Lock` has nothing to
+/// print, so it has no `Debug`.
+#[allow(missing_debug_implementations)]
 pub enum Store<'a, S> {
     /// Exclusive access: the sequential case.
     Own(&'a mut S),
@@ -62,15 +64,6 @@ impl<S: Send> Lock<S> for Mutex<&mut S> {
     }
 }
 
-impl<S> fmt::Debug for Store<'_, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Store::Own(_) => "Store::Own",
-            Store::Shared(_) => "Store::Shared",
-        })
-    }
-}
-
 impl<S> Store<'_, S> {
     pub fn reborrow(&mut self) -> Store<'_, S> {
         match self {
@@ -80,7 +73,7 @@ impl<S> Store<'_, S> {
     }
 
     /// Runs `f` with the store (for `prep` and `post`: synchronous, so never across an await).
-    pub fn with<R>(&mut self, f: impl FnOnce(&mut S) -> R) -> R {
+    fn with<R>(&mut self, f: impl FnOnce(&mut S) -> R) -> R {
         match self {
             Store::Own(s) => f(s),
             Store::Shared(lock) => {
@@ -90,6 +83,25 @@ impl<S> Store<'_, S> {
             }
         }
     }
+
+    /// Runs one synchronous phase (`prep` or `post`) of the node at `path` with the store,
+    /// turning its error into a [`FlowError`] that names the node.
+    #[inline]
+    pub fn phase<T>(
+        &mut self,
+        path: &Path<'_>,
+        phase: Phase,
+        attempts: usize,
+        f: impl FnOnce(&mut S) -> Result<T, Error>,
+    ) -> Outcome<T> {
+        self.with(f).map_err(|e| failed(path, phase, attempts, e))
+    }
+}
+
+/// The error path of [`Store::phase`], kept out of line so that the visit stays small.
+#[cold]
+fn failed(path: &Path<'_>, phase: Phase, attempts: usize, error: Error) -> Box<FlowError> {
+    Box::new(FlowError::user(path, phase, attempts, error))
 }
 
 /// Where a step runs: its path and the params its parent passes down.
