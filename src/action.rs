@@ -24,9 +24,16 @@ use std::hash::{Hash, Hasher};
 #[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct Action(Cow<'static, str>);
 
+static DEFAULT_TEXT: [u8; 7] = *b"default";
+
 impl Action {
     /// The action `"default"`: the edge [`Flow::then`](crate::Flow::then) adds.
-    pub const DEFAULT: Action = Action(Cow::Borrowed("default"));
+    // Its text is one static, so that every crate's copy of this constant points at the same
+    // bytes and compares equal by address (a string literal is duplicated per crate).
+    pub const DEFAULT: Action = match std::str::from_utf8(&DEFAULT_TEXT) {
+        Ok(text) => Action(Cow::Borrowed(text)),
+        Err(_) => panic!("\"default\" is UTF-8"),
+    };
 
     /// An action from a string literal, usable in `const` items.
     ///

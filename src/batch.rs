@@ -3,15 +3,14 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream;
 
-use crate::run::{self, Lock, Outcome, Scope, Sealed, Step, Store, marker};
-use crate::{Action, Ctx, Error, Flow, FlowError, Params, Phase, Result};
+use crate::run::{self, Outcome, Scope, Sealed, Shape, Step, Store, marker};
+use crate::{Action, Ctx, Error, Flow, FlowError, Params, Phase, Result, Wait};
 
 /// A node whose `prep` returns a list of items and whose `exec` runs once per item, each item
 /// with its own retries and fallback; `post` gets every output, in the order of the items.
@@ -104,8 +103,14 @@ pub trait BatchNode<S>: Send + Sync {
 
     /// The pause between an item's failed attempt and its next one: as
     /// [`Node::wait`](crate::Node::wait).
-    fn wait(&self) -> Duration {
-        Duration::ZERO
+    fn wait(&self) -> Wait {
+        Wait::NONE
+    }
+
+    /// The longest one attempt of one item's `exec` may take: as
+    /// [`Node::timeout`](crate::Node::timeout).
+    fn timeout(&self) -> Option<Duration> {
+        None
     }
 
     /// How many items' `exec` may be in flight at once: 1 (the default) runs them one after
@@ -122,25 +127,35 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
     fn run<'a>(
         &'a self,
         mut store: Store<'a, S>,
-        scope: Scope<'a>,
-    ) -> BoxFuture<'a, Outcome<Action>> {
+        scope: &'a Scope<'a>,
+    ) -> BoxFuture<'a, Outcome<(Action, usize)>> {
         let node = &self.0;
-        Box::pin(async move {
+        run::boxed(move || async move {
             let path = scope.path;
-            let max_retries = run::attempts(node.max_retries(), path)?;
+            let policy = run::policy(node.max_retries(), node.wait(), node.timeout(), path)?;
             let limit = in_flight(node.max_in_flight(), path)?;
             let items = store.phase(path, Phase::Prep, 0, |s| node.prep(s, scope.params))?;
-            let wait = node.wait();
             let items_ref = &items;
             let jobs = (0..items.len()).map(|i| async move {
                 let (item, path) = (&items_ref[i], path.item(i));
                 let exec = |cx| node.exec(item, cx);
                 let fallback = |error, cx| node.exec_fallback(item, error, cx);
-                (i, run::retry(max_retries, wait, &path, exec, fallback).await)
+                let settings = || run::Policy::of(node.max_retries(), node.wait(), node.timeout());
+                (
+                    i,
+                    run::retry(Ctx::new(&path, policy.attempts, scope), settings, exec, fallback)
+                        .await,
+                )
             });
             let (outputs, attempts) = run_all(jobs, limit).await?;
-            store.phase(path, Phase::Post, attempts, |s| node.post(s, items, outputs))
+            let action =
+                store.phase(path, Phase::Post, attempts, |s| node.post(s, items, outputs))?;
+            Ok((action, attempts))
         })
+    }
+
+    fn shape(&self) -> Shape<'_, S> {
+        Shape::BatchNode
     }
 }
 
@@ -151,7 +166,7 @@ impl<S: Send, B: BatchNode<S> + 'static> Sealed<S, marker::Batch> for B {
 }
 
 /// Checks an in-flight limit.
-fn in_flight(limit: usize, path: &run::Path<'_>) -> Result<usize, FlowError> {
+pub(crate) fn in_flight(limit: usize, path: &run::NodePath<'_>) -> Result<usize, FlowError> {
     match limit {
         0 => Err(run::invalid(
             path,
@@ -166,7 +181,10 @@ fn in_flight(limit: usize, path: &run::Path<'_>) -> Result<usize, FlowError> {
 /// Awaits every job, at most `limit` at a time, failing on the first error (the others are
 /// dropped), and returns the outputs in input order with the attempts summed. Each job yields
 /// its own index with its result.
-async fn run_all<T, F>(jobs: impl Iterator<Item = F>, limit: usize) -> Outcome<(Vec<T>, usize)>
+pub(crate) async fn run_all<T, F>(
+    jobs: impl Iterator<Item = F>,
+    limit: usize,
+) -> Outcome<(Vec<T>, usize)>
 where
     F: Future<Output = (usize, Outcome<(T, usize)>)>,
 {
@@ -217,15 +235,18 @@ impl<S: Send> Batched<S> {
         i: usize,
         set: &Params,
         store: Store<'_, S>,
-        scope: Scope<'_>,
+        scope: &Scope<'_>,
     ) -> Outcome<(Action, usize)> {
         let params = scope.params.merged(set);
         let path = scope.path.item(i);
-        let action = self.flow.run_in(store, Scope { params: &params, path: &path }).await?;
+        let action = self
+            .flow
+            .run_in(store, &Scope { params: &params, path: &path, ..*scope }, None)
+            .await?;
         Ok((action, 1))
     }
 
-    async fn run(&self, mut store: Store<'_, S>, scope: Scope<'_>) -> Outcome<Action> {
+    async fn run(&self, mut store: Store<'_, S>, scope: &Scope<'_>) -> Outcome<Action> {
         let path = scope.path;
         let limit = in_flight(self.limit, path)?;
         let sets = store.phase(path, Phase::Prep, 0, |s| (self.prep)(s, scope.params))?;
@@ -238,10 +259,7 @@ impl<S: Send> Batched<S> {
         } else {
             // Concurrent sub-runs share the store through a lock taken once per prep and post.
             let mut own = None;
-            let lock: &(dyn Lock<S> + '_) = match store.reborrow() {
-                Store::Own(s) => own.insert(Mutex::new(s)),
-                Store::Shared(lock) => lock,
-            };
+            let lock = store.lock(&mut own);
             let sets_ref = &sets;
             let jobs = (0..sets.len()).map(|i| async move {
                 (i, self.sub_run(i, &sets_ref[i], Store::Shared(lock), scope).await)
@@ -395,8 +413,12 @@ macro_rules! batch_flow_common {
         }
 
         impl<S: Send> Step<S> for $ty<S> {
-            fn run<'a>(&'a self, store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Outcome<Action>> {
-                Box::pin(self.0.run(store, scope))
+            fn run<'a>(&'a self, store: Store<'a, S>, scope: &'a Scope<'a>) -> BoxFuture<'a, Outcome<(Action, usize)>> {
+                run::boxed(move || async move { Ok((self.0.run(store, scope).await?, 0)) })
+            }
+
+            fn shape(&self) -> Shape<'_, S> {
+                Shape::BatchFlow(&self.0.flow, stringify!($ty))
             }
         }
 

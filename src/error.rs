@@ -143,7 +143,8 @@ pub enum FlowError {
         found: Option<&'static str>,
     },
     /// A node's settings are out of range: `max_retries()` of 0 or above
-    /// [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS), or `max_in_flight()` of 0.
+    /// [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS), `max_in_flight()` of 0, or a `timeout()` of
+    /// zero.
     #[non_exhaustive]
     InvalidConfig {
         /// The node's path.
@@ -151,11 +152,44 @@ pub enum FlowError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The run reached its step limit ([`RunOptions::max_steps`](crate::RunOptions::max_steps))
+    /// and did not start another node.
+    #[non_exhaustive]
+    StepLimit {
+        /// The limit.
+        limit: usize,
+        /// The paths of the last node runs (up to eight), oldest first: where the run was
+        /// looping. A nested flow that was still running when the limit was reached is not
+        /// listed itself; its nodes are, under its path.
+        last: Vec<String>,
+    },
+    /// Some nodes of a flow can never run: no edge leads to them from the start node. Found
+    /// on the flow's first run or by [`Flow::validate`](crate::Flow::validate).
+    #[non_exhaustive]
+    Unreachable {
+        /// The flow's path (empty for the outermost flow).
+        node: String,
+        /// The names of the nodes that can never run, in the order they were added.
+        nodes: Vec<String>,
+        /// The name of the flow's start node.
+        start: String,
+    },
+    /// [`RunOptions::start_at`](crate::RunOptions::start_at) named a node the flow does not
+    /// have.
+    #[non_exhaustive]
+    UnknownNode {
+        /// The flow's path (empty for the outermost flow).
+        node: String,
+        /// The name asked for.
+        name: String,
+        /// The names the flow's nodes do have, in the order they were added.
+        known: Vec<String>,
+    },
 }
 
 impl FlowError {
     /// The path of the node this error is about, if it is about one (empty for the outermost
-    /// flow; `None` for [`FlowError::ForeignNode`]).
+    /// flow; `None` for [`FlowError::ForeignNode`] and [`FlowError::StepLimit`]).
     pub fn node(&self) -> Option<&str> {
         match self {
             FlowError::NodeFailed { node, .. }
@@ -163,8 +197,10 @@ impl FlowError {
             | FlowError::DuplicateEdge { node, .. }
             | FlowError::EmptyFlow { node }
             | FlowError::Param { node, .. }
-            | FlowError::InvalidConfig { node, .. } => Some(node),
-            FlowError::ForeignNode { .. } => None,
+            | FlowError::InvalidConfig { node, .. }
+            | FlowError::Unreachable { node, .. }
+            | FlowError::UnknownNode { node, .. } => Some(node),
+            FlowError::ForeignNode { .. } | FlowError::StepLimit { .. } => None,
         }
     }
 
@@ -203,10 +239,7 @@ impl fmt::Display for FlowError {
             }
             FlowError::UnknownAction { node, action, expected } => {
                 write!(f, "node `{node}` returned action {action:?}, but its edges are for ")?;
-                for (i, a) in expected.iter().enumerate() {
-                    let sep = if i == 0 { "" } else { ", " };
-                    write!(f, "{sep}{a:?}")?;
-                }
+                list(f, expected, ", ", |a| format!("{a:?}"))?;
                 write!(f, "; add an edge for it, or `Flow::end` if it should end the flow")
             }
             FlowError::DuplicateEdge { node, action } => write!(
@@ -239,8 +272,46 @@ impl fmt::Display for FlowError {
                 }
             }
             FlowError::InvalidConfig { node, message } => write!(f, "node `{node}`: {message}"),
+            FlowError::StepLimit { limit, last } => {
+                write!(f, "the run reached its limit of {limit} steps; the last nodes run were ")?;
+                list(f, last, " -> ", |n| format!("`{n}`"))?;
+                write!(
+                    f,
+                    ". If that is a loop that should end, give it an exit; else raise the limit with `RunOptions::max_steps`"
+                )
+            }
+            FlowError::Unreachable { node, nodes, start } => {
+                let (s, it) = if nodes.len() == 1 { ("", "it") } else { ("s", "them") };
+                let flow = if node.is_empty() { String::new() } else { format!("{node}/") };
+                write!(f, "node{s} ")?;
+                list(f, nodes, ", ", |n| format!("`{flow}{n}`"))?;
+                write!(
+                    f,
+                    " can never run: no edge leads to {it} from the start node `{flow}{start}`; \
+                     connect {it} with `Flow::edge` or `Flow::then`, or remove {it}"
+                )
+            }
+            FlowError::UnknownNode { node, name, known } => {
+                let flow =
+                    if node.is_empty() { "the flow".to_string() } else { format!("flow `{node}`") };
+                write!(f, "{flow} has no node named {name:?} to start at; its nodes are ")?;
+                list(f, known, ", ", |n| format!("{n:?}"))
+            }
         }
     }
+}
+
+/// Writes `items` as `show` shows each, separated by `sep`.
+fn list<T>(
+    f: &mut fmt::Formatter<'_>,
+    items: &[T],
+    sep: &str,
+    show: impl Fn(&T) -> String,
+) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        write!(f, "{}{}", if i == 0 { "" } else { sep }, show(item))?;
+    }
+    Ok(())
 }
 
 impl std::error::Error for FlowError {

@@ -1,12 +1,15 @@
 //! [`Flow`]: nodes connected by actions, run from a start node until a node ends it.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 
-use crate::run::{IntoNode, Outcome, Path, Scope, Sealed, Step, Store, marker};
-use crate::{Action, FlowError, Params};
+use crate::observe::Ending;
+use crate::run::{self, IntoNode, NodePath, Outcome, RECENT, RunCx, Scope, Sealed, Shape, Step};
+use crate::run::{Store, marker};
+use crate::{Action, FlowError, Observer, Params};
 
 /// The key of a node in a flow, returned by [`Flow::add`] and given back to connect it.
 ///
@@ -26,15 +29,15 @@ impl fmt::Debug for NodeId {
 
 /// Where an edge leads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     Node(usize),
     End,
 }
 
-struct Slot<S> {
-    name: String,
-    step: Box<dyn Step<S>>,
-    edges: Vec<(Action, Target)>,
+pub(crate) struct Slot<S> {
+    pub(crate) name: String,
+    pub(crate) step: Box<dyn Step<S>>,
+    pub(crate) edges: Vec<(Action, Target)>,
 }
 
 /// A graph of nodes connected by actions: the unit you build once and run many times.
@@ -86,15 +89,19 @@ struct Slot<S> {
 /// ```
 pub struct Flow<S> {
     id: u64,
-    slots: Vec<Slot<S>>,
-    start: usize,
+    pub(crate) slots: Vec<Slot<S>>,
+    pub(crate) start: usize,
+    /// The indices of the nodes no edge reaches from the start: worked out on the first run
+    /// (or [`validate`](Flow::validate)), forgotten by every change to the flow.
+    unreachable: OnceLock<Vec<usize>>,
 }
 
 impl<S> Flow<S> {
     /// An empty flow. Running it before a node is added fails with [`FlowError::EmptyFlow`].
     pub fn new() -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        Flow { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), slots: Vec::new(), start: 0 }
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Flow { id, slots: Vec::new(), start: 0, unreachable: OnceLock::new() }
     }
 
     /// Adds a node and returns its key. The first node added is where runs start.
@@ -113,15 +120,8 @@ impl<S> Flow<S> {
     where
         N: IntoNode<S, M>,
     {
-        let name = name.into();
-        assert!(
-            !name.is_empty() && !name.contains(['/', '[', ']']),
-            "node name {name:?} is not valid: give each node a non-empty name without `/`, `[` or `]`"
-        );
-        assert!(
-            !self.slots.iter().any(|s| s.name == name),
-            "this flow already has a node named {name:?}: give each node a name of its own"
-        );
+        let name = check_name(name.into(), self.slots.iter().map(|s| &*s.name), "this flow");
+        self.unreachable.take();
         self.slots.push(Slot { name, step: node.into_step(), edges: Vec::new() });
         NodeId { flow: self.id, index: self.slots.len() - 1 }
     }
@@ -169,6 +169,7 @@ impl<S> Flow<S> {
     /// [`FlowError::ForeignNode`] if `node` was returned by another flow.
     pub fn set_start(&mut self, node: NodeId) -> Result<(), FlowError> {
         self.start = self.index(node)?;
+        self.unreachable.take();
         Ok(())
     }
 
@@ -204,77 +205,383 @@ impl<S> Flow<S> {
             return Err(FlowError::DuplicateEdge { node: slot.name.clone(), action });
         }
         slot.edges.push((action, to));
+        self.unreachable.take();
         Ok(())
     }
+
+    /// Checks the flow and every flow nested in it for the mistakes a run would report before
+    /// running anything: no nodes ([`FlowError::EmptyFlow`]), and nodes that can never run
+    /// because no edge leads to them from the start ([`FlowError::Unreachable`]).
+    ///
+    /// A run checks each flow the first time it runs it, so calling this is optional; it
+    /// moves the error to where the flow is built (or into a unit test of it). The other
+    /// mistakes are caught even earlier: an edge to a node of another flow, or a second edge
+    /// for the same action, is an `Err` from [`edge`](Flow::edge) itself.
+    ///
+    /// ```
+    /// use miniflow::{Action, Flow, FlowError, node_fn};
+    ///
+    /// let mut flow = Flow::<()>::new();
+    /// let draft = flow.add("draft", node_fn(|_, _| Ok(Action::DEFAULT)));
+    /// let _review = flow.add("review", node_fn(|_, _| Ok(Action::DEFAULT)));
+    /// // Forgot `flow.then(draft, review)`:
+    /// let err = flow.validate().unwrap_err();
+    /// assert!(matches!(&err, FlowError::Unreachable { nodes, .. } if nodes == &["review"]));
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "node `review` can never run: no edge leads to it from the start node `draft`; \
+    ///      connect it with `Flow::edge` or `Flow::then`, or remove it"
+    /// );
+    /// # let _ = draft;
+    /// ```
+    ///
+    /// # Errors
+    /// The first problem found, naming the flow by its path.
+    pub fn validate(&self) -> Result<(), FlowError> {
+        self.validate_in(&NodePath::ROOT).map_err(|e| *e)
+    }
+
+    fn validate_in(&self, path: &NodePath<'_>) -> Outcome<()> {
+        fn nested<S>(shape: Shape<'_, S>, path: &NodePath<'_>) -> Outcome<()> {
+            match shape {
+                Shape::Flow(flow) | Shape::BatchFlow(flow, _) => flow.validate_in(path),
+                Shape::Parallel(branches) => branches
+                    .iter()
+                    .try_for_each(|(name, step)| nested(step.shape(), &path.child(name))),
+                Shape::Node | Shape::BatchNode => Ok(()),
+            }
+        }
+        self.check(path)?;
+        self.slots.iter().try_for_each(|slot| nested(slot.step.shape(), &path.child(&slot.name)))
+    }
+
+    /// This flow's own check, done once and remembered.
+    fn check(&self, path: &NodePath<'_>) -> Outcome<()> {
+        if self.slots.is_empty() {
+            return Err(FlowError::EmptyFlow { node: path.to_string() }.into());
+        }
+        let unreachable = self.unreachable.get_or_init(|| {
+            let mut seen = vec![false; self.slots.len()];
+            let mut todo = vec![self.start];
+            seen[self.start] = true;
+            while let Some(i) = todo.pop() {
+                for (_, target) in &self.slots[i].edges {
+                    if let Target::Node(next) = *target {
+                        if !std::mem::replace(&mut seen[next], true) {
+                            todo.push(next);
+                        }
+                    }
+                }
+            }
+            (0..seen.len()).filter(|&i| !seen[i]).collect()
+        });
+        match unreachable.is_empty() {
+            true => Ok(()),
+            false => Err(Box::new(FlowError::Unreachable {
+                node: path.to_string(),
+                nodes: unreachable.iter().map(|&i| self.slots[i].name.clone()).collect(),
+                start: self.slots[self.start].name.clone(),
+            })),
+        }
+    }
+
+    /// The index of the node called `name`, for [`RunOptions::start_at`].
+    fn find(&self, name: &str, path: &NodePath<'_>) -> Outcome<usize> {
+        match self.slots.iter().position(|slot| slot.name == name) {
+            Some(i) => Ok(i),
+            None => Err(Box::new(FlowError::UnknownNode {
+                node: path.to_string(),
+                name: name.to_string(),
+                known: self.slots.iter().map(|slot| slot.name.clone()).collect(),
+            })),
+        }
+    }
+
+    /// Adds this flow's most recent node runs (up to [`RECENT`] in all) in front of the ones
+    /// a [`FlowError::StepLimit`] leaving it already lists. `recent` is the ring of the
+    /// indices of its last node runs, `runs` how many it made.
+    #[cold]
+    fn trail(
+        &self,
+        mut error: Box<FlowError>,
+        recent: &[usize; RECENT],
+        runs: usize,
+        path: &NodePath<'_>,
+    ) -> Box<FlowError> {
+        if let FlowError::StepLimit { last, .. } = &mut *error {
+            let names = (runs.saturating_sub(RECENT)..runs)
+                .map(|run| path.child(&self.slots[recent[run % RECENT]].name).to_string());
+            let mut all: Vec<String> = names.chain(last.drain(..)).collect();
+            all.drain(..all.len().saturating_sub(RECENT));
+            *last = all;
+        }
+        error
+    }
+}
+
+/// Checks a node name for [`Flow::add`] and [`Parallel::branch`](crate::Parallel::branch).
+pub(crate) fn check_name<'a>(
+    name: String,
+    mut taken: impl Iterator<Item = &'a str>,
+    place: &str,
+) -> String {
+    assert!(
+        !name.is_empty() && !name.contains(['/', '[', ']']),
+        "node name {name:?} is not valid: give each node a non-empty name without `/`, `[` or `]`"
+    );
+    assert!(
+        !taken.any(|t| t == name),
+        "{place} already has a node named {name:?}: give each node a name of its own"
+    );
+    name
 }
 
 impl<S: Send> Flow<S> {
     /// Runs the flow on `store` from its start node until a node ends it, and returns the last
-    /// action. The same as [`run_with`](Flow::run_with) with no params.
+    /// action. The same as [`run_with`](Flow::run_with) with default [`RunOptions`].
     ///
     /// # Errors
     /// The first error of the run, naming the node by its path: a node's own error
     /// ([`FlowError::NodeFailed`], with the error as its `source()` and the attempts made), a
     /// param it asked for and did not get ([`FlowError::Param`]), an action with no edge
-    /// ([`FlowError::UnknownAction`]), an empty flow ([`FlowError::EmptyFlow`]) or a node
-    /// setting out of range ([`FlowError::InvalidConfig`]). Whatever the nodes' `post`s wrote
-    /// before the error stays in the store.
+    /// ([`FlowError::UnknownAction`]), a node setting out of range
+    /// ([`FlowError::InvalidConfig`]), or a flow that cannot run as built
+    /// ([`FlowError::EmptyFlow`], [`FlowError::Unreachable`]; see [`validate`](Flow::validate)).
+    /// Whatever the nodes' `post`s wrote before the error stays in the store.
     ///
     /// # Cancellation
     /// Dropping the returned future stops the run at its next `.await` (inside some `exec`, or
     /// a `wait`). Every `post` that ran is in the store; none ran halfway. See the
     /// [crate docs](crate#cancellation).
     pub async fn run(&self, store: &mut S) -> Result<Action, FlowError> {
-        self.run_with(store, &Params::new()).await
+        self.run_with(store, RunOptions::new()).await
     }
 
-    /// Runs the flow with `params` passed down to every node it runs (and on through nested
-    /// flows). See [`run`](Flow::run).
+    /// Runs the flow with `options`: params for its nodes, an observer, a step limit, a
+    /// checkpoint hook, or a node to start (or resume) at. See [`RunOptions`] and
+    /// [`run`](Flow::run).
     ///
     /// # Errors
-    /// As for [`run`](Flow::run).
-    pub async fn run_with(&self, store: &mut S, params: &Params) -> Result<Action, FlowError> {
-        self.run_in(Store::Own(store), Scope { params, path: &Path::ROOT }).await.map_err(|e| *e)
+    /// As for [`run`](Flow::run), and also [`FlowError::StepLimit`] when the run reaches its
+    /// step limit, and [`FlowError::UnknownNode`] when the flow has no node of the name given
+    /// to [`start_at`](RunOptions::start_at).
+    pub async fn run_with(
+        &self,
+        store: &mut S,
+        options: RunOptions<'_, S>,
+    ) -> Result<Action, FlowError> {
+        let RunOptions { params, observer, mut checkpoint, max_steps, start } = options;
+        let run = RunCx::new(observer, max_steps);
+        let scope = Scope { params: &params, path: &NodePath::ROOT, run: &run };
+        let ending = Ending::start(observer);
+        let checkpoint = checkpoint.as_deref_mut().map(|save| save as &mut Save<'_, S>);
+        let top = Top { start, checkpoint };
+        let result = self.run_in(Store::Own(store), &scope, Some(top)).await.map_err(|e| *e);
+        ending.finish(&result);
+        result
     }
 
-    /// The run loop: visit a node, follow its action, repeat.
+    /// The run loop: visit a node, follow its action, repeat. `top` is set for the outermost
+    /// flow of a run only.
     pub(crate) async fn run_in(
         &self,
         mut store: Store<'_, S>,
-        scope: Scope<'_>,
+        scope: &Scope<'_>,
+        mut top: Option<Top<'_, S>>,
     ) -> Outcome<Action> {
-        if self.slots.is_empty() {
-            return Err(FlowError::EmptyFlow { node: scope.path.to_string() }.into());
-        }
-        let mut current = self.start;
+        self.check(scope.path)?;
+        let mut current = match top.as_ref().and_then(|top| top.start) {
+            Some(name) => self.find(name, scope.path)?,
+            None => self.start,
+        };
+        // The last node runs, for the step limit's error: a ring of indices costs no allocation.
+        let (mut recent, mut runs) = ([0; RECENT], 0);
         loop {
             let slot = &self.slots[current];
             let path = scope.path.child(&slot.name);
-            let action = slot
-                .step
-                .run(store.reborrow(), Scope { params: scope.params, path: &path })
-                .await?;
-            match slot.edges.iter().find(|(a, _)| *a == action) {
-                Some((_, Target::Node(next))) => current = *next,
+            // `run::visit`, written out so that the step's own future is awaited directly.
+            let (step, inner) = (&*slot.step, Scope { path: &path, ..*scope });
+            let result = match (run::count(scope.run), scope.run.observer) {
+                (Err(error), _) => Err(error),
+                (Ok(()), None) => step.run(store.reborrow(), &inner).await,
+                (Ok(()), Some(observer)) => {
+                    run::observed(observer, step, store.reborrow(), &inner).await
+                }
+            };
+            let action = match result {
+                Ok((action, _)) => action,
+                Err(error) => return Err(self.trail(error, &recent, runs, scope.path)),
+            };
+            recent[runs % RECENT] = current;
+            runs += 1;
+            current = match slot.edges.iter().find(|(a, _)| *a == action) {
+                Some((_, Target::Node(next))) => *next,
                 Some((_, Target::End)) => return Ok(action),
                 None if slot.edges.is_empty() => return Ok(action),
                 None => {
                     let expected = slot.edges.iter().map(|(a, _)| a.clone()).collect();
-                    return Err(FlowError::UnknownAction {
-                        node: path.to_string(),
-                        action,
-                        expected,
-                    }
-                    .into());
+                    let node = path.to_string();
+                    return Err(FlowError::UnknownAction { node, action, expected }.into());
                 }
+            };
+            if let Some(save) = top.as_mut().and_then(|top| top.checkpoint.as_mut()) {
+                store.with(|s| save(s, &self.slots[current].name));
             }
         }
     }
 }
 
+/// A checkpoint hook: see [`RunOptions::checkpoint`].
+type Save<'a, S> = dyn FnMut(&S, &str) + Send + 'a;
+
+/// What only the outermost flow of a run uses: where to start, and the checkpoint hook.
+pub(crate) struct Top<'a, S> {
+    start: Option<&'a str>,
+    checkpoint: Option<&'a mut Save<'a, S>>,
+}
+
 impl<S: Send> Step<S> for Flow<S> {
-    fn run<'a>(&'a self, store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Outcome<Action>> {
-        Box::pin(self.run_in(store, scope))
+    fn run<'a>(
+        &'a self,
+        store: Store<'a, S>,
+        scope: &'a Scope<'a>,
+    ) -> BoxFuture<'a, Outcome<(Action, usize)>> {
+        run::boxed(move || async move { Ok((self.run_in(store, scope, None).await?, 0)) })
+    }
+
+    fn shape(&self) -> Shape<'_, S> {
+        Shape::Flow(self)
+    }
+}
+
+/// How to run a flow, for [`Flow::run_with`]: params, an [`Observer`], a step limit, a
+/// checkpoint hook, and where to start. Every setting is optional; `RunOptions::new()` runs
+/// like [`Flow::run`].
+///
+/// ```
+/// use miniflow::{Action, Flow, Params, RunOptions, Trace, node_fn};
+///
+/// let mut flow = Flow::new();
+/// flow.add("add", node_fn(|n: &mut i64, p| { *n += p.int("step")?; Ok(Action::DEFAULT) }));
+///
+/// let trace = Trace::new();
+/// let options = RunOptions::new()
+///     .params(Params::new().with("step", 5))
+///     .observer(&trace)
+///     .max_steps(100);
+/// let mut n = 1;
+/// smol::block_on(flow.run_with(&mut n, options))?;
+/// assert_eq!(n, 6);
+/// assert_eq!(trace.rows()[0].node, "add");
+/// # Ok::<(), miniflow::Error>(())
+/// ```
+pub struct RunOptions<'o, S> {
+    params: Params,
+    observer: Option<&'o dyn Observer>,
+    checkpoint: Option<Box<Save<'o, S>>>,
+    max_steps: usize,
+    start: Option<&'o str>,
+}
+
+impl<'o, S> RunOptions<'o, S> {
+    /// No params, no observer, no step limit, no checkpoint; start at the start node.
+    pub fn new() -> Self {
+        RunOptions {
+            params: Params::new(),
+            observer: None,
+            checkpoint: None,
+            max_steps: usize::MAX,
+            start: None,
+        }
+    }
+
+    /// The params every node of the run sees (and nested flows pass on).
+    #[must_use = "`RunOptions` methods return the options with the setting changed"]
+    pub fn params(mut self, params: Params) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// Reports everything the run does to `observer`: see [`Observer`] and [`Event`](crate::Event).
+    #[must_use = "`RunOptions` methods return the options with the setting changed"]
+    pub fn observer(mut self, observer: &'o dyn Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Fails the run with [`FlowError::StepLimit`] instead of starting node run number
+    /// `limit + 1`. Every node run counts, wherever it is: a nested flow counts once, and so
+    /// does each node inside it; so do a batch flow's sub-runs' nodes and a parallel node's
+    /// branches (a batch node counts once, however many items it has).
+    ///
+    /// There is no limit by default. A flow is a general graph: a loop over a work queue or a
+    /// long batch has no natural bound, and a default limit would be an arbitrary failure in
+    /// production. Set one wherever a loop is driven by a model's decisions — an agent that
+    /// never decides it is done otherwise loops (and spends) until someone notices. The error
+    /// lists the last nodes run, so it shows where it looped.
+    ///
+    /// ```
+    /// use miniflow::{Action, Flow, FlowError, RunOptions, node_fn};
+    ///
+    /// let mut flow = Flow::<()>::new();
+    /// let think = flow.add("think", node_fn(|_, _| Ok(Action::DEFAULT)));
+    /// let act = flow.add("act", node_fn(|_, _| Ok(Action::DEFAULT)));
+    /// flow.then(think, act)?;
+    /// flow.then(act, think)?; // never ends
+    ///
+    /// let err = smol::block_on(flow.run_with(&mut (), RunOptions::new().max_steps(5)))
+    ///     .unwrap_err();
+    /// assert!(matches!(&err, FlowError::StepLimit { limit: 5, last, .. }
+    ///     if last == &["think", "act", "think", "act", "think"]));
+    /// # Ok::<(), miniflow::Error>(())
+    /// ```
+    #[must_use = "`RunOptions` methods return the options with the setting changed"]
+    pub fn max_steps(mut self, limit: usize) -> Self {
+        self.max_steps = limit;
+        self
+    }
+
+    /// Starts the run at the outermost flow's node called `node` instead of its start node:
+    /// to resume a run that was interrupted, or paused for a person's answer.
+    ///
+    /// Only nodes of the outermost flow can be named; a nested flow resumes from its own
+    /// start. If the flow has no such node, the run fails with [`FlowError::UnknownNode`].
+    /// See the [crate docs](crate#resume) for durable runs and human-in-the-loop.
+    #[must_use = "`RunOptions` methods return the options with the setting changed"]
+    pub fn start_at(mut self, node: &'o str) -> Self {
+        self.start = Some(node);
+        self
+    }
+
+    /// Calls `save` after every node of the outermost flow whose action leads on to another
+    /// node, with the store and the name of that next node: everything needed to resume the
+    /// run there later with [`start_at`](RunOptions::start_at). It is not called when the run
+    /// ends (the result says how it ended).
+    ///
+    /// `save` runs synchronously between two nodes, with the store as every `post` so far has
+    /// left it; the run waits for it. What it writes, and where, is up to you.
+    #[must_use = "`RunOptions` methods return the options with the setting changed"]
+    pub fn checkpoint(mut self, save: impl FnMut(&S, &str) + Send + 'o) -> Self {
+        self.checkpoint = Some(Box::new(save));
+        self
+    }
+}
+
+impl<S> Default for RunOptions<'_, S> {
+    fn default() -> Self {
+        RunOptions::new()
+    }
+}
+
+impl<S> fmt::Debug for RunOptions<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("params", &self.params)
+            .field("observer", &self.observer.is_some())
+            .field("checkpoint", &self.checkpoint.is_some())
+            .field("max_steps", &self.max_steps)
+            .field("start", &self.start)
+            .finish()
     }
 }
 

@@ -230,17 +230,24 @@ mod action;
 mod batch;
 mod error;
 mod flow;
+mod mermaid;
 mod node;
+mod observe;
+mod parallel;
 mod params;
 mod run;
+mod wait;
 
 pub use action::Action;
 pub use batch::{BatchAsyncFlow, BatchFlow, BatchNode};
 pub use error::{Error, FlowError, Phase, Result};
-pub use flow::{Flow, NodeId};
+pub use flow::{Flow, NodeId, RunOptions};
 pub use node::{Ctx, Node, NodeFn, node_fn};
+pub use observe::{Event, Observer, Trace, TraceRow};
+pub use parallel::Parallel;
 pub use params::{Params, Value};
-pub use run::{IntoNode, MAX_ATTEMPTS};
+pub use run::{IntoNode, MAX_ATTEMPTS, NodePath};
+pub use wait::{TimedOut, Wait};
 
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::run::{self, Outcome, Path, Scope, Sealed, Step, Store, marker};
-use crate::{Action, Error, Params, Phase, Result};
+use crate::run::{self, NodePath, Outcome, RunCx, Scope, Sealed, Step, Store, marker};
+use crate::{Action, Error, Event, Params, Phase, Result, Wait};
 
 /// One step of a flow, in three phases: `prep` reads the store, `exec` does the slow or flaky
 /// work, `post` writes the results and picks the next edge.
@@ -166,10 +166,45 @@ pub trait Node<S>: Send + Sync {
         1
     }
 
-    /// The pause between a failed attempt and the next one; none by default. The timer works
-    /// under any executor.
-    fn wait(&self) -> Duration {
-        Duration::ZERO
+    /// The pause between a failed attempt and the next one: none by default, a fixed pause, or
+    /// an exponential backoff with a cap ([`Wait`] says when to use which).
+    fn wait(&self) -> Wait {
+        Wait::NONE
+    }
+
+    /// The longest one attempt of `exec` may take; none by default.
+    ///
+    /// An attempt that takes longer is dropped at its current `.await` and counts as failed
+    /// with a [`TimedOut`](crate::TimedOut) error: the node retries if it has attempts left,
+    /// then `exec_fallback` gets the error. The timer is the one `wait` uses, so it works
+    /// under any executor. Blocking code inside `exec` cannot be cut short (see the
+    /// [crate docs](crate#cancellation)). `Some(Duration::ZERO)` fails the run with
+    /// [`FlowError::InvalidConfig`](crate::FlowError::InvalidConfig).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use miniflow::{Action, Ctx, Node, Params, Result, Wait};
+    /// struct Ask;
+    /// impl Node<String> for Ask {
+    ///     # type Prep = (); type Output = String;
+    ///     # fn prep(&self, _: &String, _: &Params) -> Result<()> { Ok(()) }
+    ///     # async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<String> { Ok(String::new()) }
+    ///     # fn post(&self, _: &mut String, _: (), _: String) -> Result<Action> { Ok(Action::DEFAULT) }
+    ///     // …prep, exec and post as usual, then: give the model 30 seconds per try,
+    ///     // three tries, backing off 1 s, 2 s between them.
+    ///     fn timeout(&self) -> Option<Duration> {
+    ///         Some(Duration::from_secs(30))
+    ///     }
+    ///     fn max_retries(&self) -> usize {
+    ///         3
+    ///     }
+    ///     fn wait(&self) -> Wait {
+    ///         Wait::exponential(Duration::from_secs(1), Duration::from_secs(10))
+    ///     }
+    /// }
+    /// ```
+    fn timeout(&self) -> Option<Duration> {
+        None
     }
 }
 
@@ -184,31 +219,75 @@ pub trait Node<S>: Send + Sync {
 ///     Ok(format!("{prompt} ({budget} tokens, attempt {} of node {})", cx.attempt(), cx.node()))
 /// }
 /// ```
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Ctx<'a> {
-    pub(crate) attempt: usize,
-    pub(crate) max_retries: usize,
-    pub(crate) path: &'a Path<'a>,
+    // `u32`s and a thin pointer to the run keep `Ctx` (which every attempt's future holds) at
+    // three words; `MAX_ATTEMPTS` fits a `u32` with room to spare.
+    pub(crate) attempt: u32,
+    max_retries: u32,
+    pub(crate) path: &'a NodePath<'a>,
+    run: &'a RunCx<'a>,
 }
 
 impl<'a> Ctx<'a> {
+    pub(crate) fn new(path: &'a NodePath<'a>, max_retries: usize, scope: &Scope<'a>) -> Self {
+        Ctx { attempt: 0, max_retries: max_retries as u32, path, run: scope.run }
+    }
+
     /// The 0-based attempt number: 0 on the first call of `exec`, 1 on the first retry, …
     /// In `exec_fallback`, the number of the attempt that failed last.
     ///
     /// For a batch node this counts the attempts of the current item alone.
     pub fn attempt(&self) -> usize {
-        self.attempt
+        self.attempt as usize
     }
 
     /// How many attempts the node makes in all (its `max_retries()`).
     pub fn max_retries(&self) -> usize {
-        self.max_retries
+        self.max_retries as usize
     }
 
-    /// The node's path, as errors name it (`"outer/inner"`, `"translate[3]"` for item 3 of a
-    /// batch node).
-    pub fn node(&self) -> impl fmt::Display + 'a {
+    /// The node's path, as errors and events name it (`"outer/inner"`, `"translate[3]"` for
+    /// item 3 of a batch node).
+    pub fn node(&self) -> NodePath<'a> {
         *self.path
+    }
+
+    /// Reports a custom event to the run's [`Observer`], if it has one (else this does
+    /// nothing, at no cost): the observer receives an [`Event::Custom`] with this node's path,
+    /// `kind` and `data`. Made for progress that only `exec` sees, such as the tokens of a
+    /// streamed model answer as they arrive:
+    ///
+    /// ```
+    /// # use miniflow::Ctx;
+    /// async fn stream_answer(tokens: Vec<String>, cx: Ctx<'_>) -> miniflow::Result<String> {
+    ///     let mut answer = String::new();
+    ///     for token in tokens { // in real life: `while let Some(token) = stream.next().await`
+    ///         cx.emit("token", &token);
+    ///         answer += &token;
+    ///     }
+    ///     Ok(answer)
+    /// }
+    /// ```
+    pub fn emit(&self, kind: &str, data: &str) {
+        self.report(&Event::Custom { node: self.path, kind, data });
+    }
+
+    pub(crate) fn report(&self, event: &Event<'_>) {
+        if let Some(observer) = self.run.observer {
+            observer.event(event);
+        }
+    }
+}
+
+impl fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx")
+            .field("attempt", &self.attempt)
+            .field("max_retries", &self.max_retries)
+            .field("node", self.path)
+            .field("observed", &self.run.observer.is_some())
+            .finish()
     }
 }
 
@@ -219,22 +298,23 @@ impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
     fn run<'a>(
         &'a self,
         mut store: Store<'a, S>,
-        scope: Scope<'a>,
-    ) -> BoxFuture<'a, Outcome<Action>> {
+        scope: &'a Scope<'a>,
+    ) -> BoxFuture<'a, Outcome<(Action, usize)>> {
         let node = &self.0;
-        Box::pin(async move {
+        run::boxed(move || async move {
             let path = scope.path;
-            let max_retries = run::attempts(node.max_retries(), path)?;
+            let policy = run::policy(node.max_retries(), node.wait(), node.timeout(), path)?;
             let prep = store.phase(path, Phase::Prep, 0, |s| node.prep(s, scope.params))?;
             let (output, attempts) = run::retry(
-                max_retries,
-                node.wait(),
-                path,
+                Ctx::new(path, policy.attempts, scope),
+                || run::Policy::of(node.max_retries(), node.wait(), node.timeout()),
                 |cx| node.exec(&prep, cx),
                 |error, cx| node.exec_fallback(&prep, error, cx),
             )
             .await?;
-            store.phase(path, Phase::Post, attempts, |s| node.post(s, prep, output))
+            let action =
+                store.phase(path, Phase::Post, attempts, |s| node.post(s, prep, output))?;
+            Ok((action, attempts))
         })
     }
 }
@@ -273,8 +353,8 @@ pub struct NodeFn<F>(F);
 /// flow.end(check, "done")?;
 ///
 /// let mut n = 0;
-/// let params = miniflow::Params::new().with("step", 4);
-/// let last = smol::block_on(flow.run_with(&mut n, &params))?;
+/// let options = miniflow::RunOptions::new().params(miniflow::Params::new().with("step", 4));
+/// let last = smol::block_on(flow.run_with(&mut n, options))?;
 /// assert_eq!((n, last.as_str()), (12, "done"));
 /// # Ok::<(), miniflow::Error>(())
 /// ```

@@ -18,12 +18,15 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::pin;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
+use async_io::Timer;
+use futures::future::{self, BoxFuture, Either};
 
-use crate::{Action, Ctx, Error, FlowError, Params, Phase};
+use crate::{Action, Ctx, Error, Event, Flow, FlowError, Observer, Params, Phase, TimedOut, Wait};
 
 /// The most attempts a node may ask for with `max_retries()`; above it the run fails with
 /// [`FlowError::InvalidConfig`] instead of retrying (nearly) forever.
@@ -34,9 +37,45 @@ pub const MAX_ATTEMPTS: usize = 1_000;
 /// unboxed once, where the run returns to the caller.
 pub type Outcome<T> = Result<T, Box<FlowError>>;
 
-/// A node as a flow stores it: one object-safe method that runs a whole visit.
+/// A node as a flow stores it: one object-safe method that runs a whole visit and returns the
+/// action with the attempts made, and one that tells diagrams and validation what it holds.
 pub trait Step<S>: Send + Sync {
-    fn run<'a>(&'a self, store: Store<'a, S>, scope: Scope<'a>) -> BoxFuture<'a, Outcome<Action>>;
+    fn run<'a>(
+        &'a self,
+        store: Store<'a, S>,
+        scope: &'a Scope<'a>,
+    ) -> BoxFuture<'a, Outcome<(Action, usize)>>;
+
+    fn shape(&self) -> Shape<'_, S> {
+        Shape::Node
+    }
+}
+
+/// What a step is made of, for [`Flow::to_mermaid`] and [`Flow::validate`].
+#[allow(missing_debug_implementations)]
+pub enum Shape<'a, S> {
+    Node,
+    BatchNode,
+    Flow(&'a Flow<S>),
+    /// A batch flow's inner flow, and how the diagram labels it.
+    BatchFlow(&'a Flow<S>, &'static str),
+    Parallel(&'a [(String, Box<dyn Step<S>>)]),
+}
+
+/// Boxes the future `make` builds, allocating first.
+///
+/// `Box::pin(future)` builds the future on the stack and then allocates; since allocating may
+/// unwind, the compiler must keep the stack copy and `memcpy` it into the box — for a node
+/// run's future, a few hundred bytes copied on every node run (measured: a quarter of the
+/// cycles of a trivial node run). Allocating first lets the future be written straight into
+/// the box.
+#[inline(always)]
+pub fn boxed<'a, F>(make: impl FnOnce() -> F) -> BoxFuture<'a, F::Output>
+where
+    F: Future + Send + 'a,
+{
+    let future: Box<F> = Box::write(Box::new_uninit(), make());
+    Box::into_pin(future)
 }
 
 /// The shared store as a run holds it. Never seen by users, and a `dyn Lock` has nothing to
@@ -64,6 +103,17 @@ impl<S: Send> Lock<S> for Mutex<&mut S> {
     }
 }
 
+impl<S: Send> Store<'_, S> {
+    /// The lock concurrent sub-runs share: the store's own if it is shared already, else a
+    /// mutex (kept in `own`) around the `&mut S`.
+    pub fn lock<'b>(&'b mut self, own: &'b mut Option<Mutex<&'b mut S>>) -> &'b (dyn Lock<S> + 'b) {
+        match self {
+            Store::Own(s) => own.insert(Mutex::new(s)),
+            Store::Shared(lock) => *lock,
+        }
+    }
+}
+
 impl<S> Store<'_, S> {
     pub fn reborrow(&mut self) -> Store<'_, S> {
         match self {
@@ -73,7 +123,7 @@ impl<S> Store<'_, S> {
     }
 
     /// Runs `f` with the store (for `prep` and `post`: synchronous, so never across an await).
-    fn with<R>(&mut self, f: impl FnOnce(&mut S) -> R) -> R {
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut S) -> R) -> R {
         match self {
             Store::Own(s) => f(s),
             Store::Shared(lock) => {
@@ -89,7 +139,7 @@ impl<S> Store<'_, S> {
     #[inline]
     pub fn phase<T>(
         &mut self,
-        path: &Path<'_>,
+        path: &NodePath<'_>,
         phase: Phase,
         attempts: usize,
         f: impl FnOnce(&mut S) -> Result<T, Error>,
@@ -100,36 +150,45 @@ impl<S> Store<'_, S> {
 
 /// The error path of [`Store::phase`], kept out of line so that the visit stays small.
 #[cold]
-fn failed(path: &Path<'_>, phase: Phase, attempts: usize, error: Error) -> Box<FlowError> {
+fn failed(path: &NodePath<'_>, phase: Phase, attempts: usize, error: Error) -> Box<FlowError> {
     Box::new(FlowError::user(path, phase, attempts, error))
 }
 
-/// Where a step runs: its path and the params its parent passes down.
-#[derive(Clone, Copy, Debug)]
+/// Where a step runs: its path, the params its parent passes down, and the run it belongs to.
+/// Steps get it by reference: a one-word argument keeps the setup of every node run's boxed
+/// future to a few stores (passed by value, its three words made that a 400-byte copy).
+#[derive(Clone, Copy)]
+#[allow(missing_debug_implementations)]
 pub struct Scope<'a> {
     pub params: &'a Params,
-    pub path: &'a Path<'a>,
+    pub path: &'a NodePath<'a>,
+    pub run: &'a RunCx<'a>,
 }
 
-/// A node's path as a linked list on the stack: no allocation until it is displayed.
+/// Where a node sits in a run: the names given to [`Flow::add`](crate::Flow::add) from the
+/// outermost flow inwards, joined by `/`, with `[i]` for item or sub-run `i` of a batch.
+///
+/// It displays as `"school[1]/class[0]/average"`: [`FlowError`]s, [`Event`]s and
+/// [`Ctx::node`] name nodes this way. It is a list of borrowed names on the stack, so a run
+/// builds it for free; call `to_string()` to keep it.
 #[derive(Clone, Copy)]
-pub struct Path<'a> {
-    parent: Option<&'a Path<'a>>,
+pub struct NodePath<'a> {
+    parent: Option<&'a NodePath<'a>>,
     name: &'a str,
     index: Option<usize>,
 }
 
-impl<'a> Path<'a> {
+impl<'a> NodePath<'a> {
     /// The path of the outermost flow: displays as the empty string.
-    pub const ROOT: Path<'static> = Path { parent: None, name: "", index: None };
+    pub(crate) const ROOT: NodePath<'static> = NodePath { parent: None, name: "", index: None };
 
-    pub fn child(&'a self, name: &'a str) -> Path<'a> {
-        Path { parent: Some(self), name, index: None }
+    pub(crate) fn child(&'a self, name: &'a str) -> NodePath<'a> {
+        NodePath { parent: Some(self), name, index: None }
     }
 
     /// This same node, marked as item or sub-run `index` of it.
-    pub fn item(&self, index: usize) -> Path<'a> {
-        Path { index: Some(index), ..*self }
+    pub(crate) fn item(&self, index: usize) -> NodePath<'a> {
+        NodePath { index: Some(index), ..*self }
     }
 
     fn is_root(&self) -> bool {
@@ -137,7 +196,7 @@ impl<'a> Path<'a> {
     }
 }
 
-impl fmt::Display for Path<'_> {
+impl fmt::Display for NodePath<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(parent) = self.parent.filter(|p| !p.is_root()) {
             write!(f, "{parent}/")?;
@@ -150,37 +209,94 @@ impl fmt::Display for Path<'_> {
     }
 }
 
-impl fmt::Debug for Path<'_> {
+impl fmt::Debug for NodePath<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{self}\"")
     }
 }
 
-/// Checks a node's `max_retries()` (before its prep runs, so a bad setting costs no work).
-pub fn attempts(max_retries: usize, path: &Path<'_>) -> Result<usize, FlowError> {
-    match max_retries {
-        1..=MAX_ATTEMPTS => Ok(max_retries),
-        _ => Err(bad_attempts(max_retries, path)),
+/// The retry settings of one node, checked by [`policy`].
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    pub attempts: usize,
+    pub wait: Wait,
+    pub timeout: Option<Duration>,
+}
+
+impl Policy {
+    pub fn of(attempts: usize, wait: Wait, timeout: Option<Duration>) -> Policy {
+        Policy { attempts, wait, timeout }
+    }
+}
+
+/// Checks a node's settings (before its prep runs, so a bad setting costs no work).
+#[inline]
+pub fn policy(
+    max_retries: usize,
+    wait: Wait,
+    timeout: Option<Duration>,
+    path: &NodePath<'_>,
+) -> Result<Policy, FlowError> {
+    match (max_retries, timeout) {
+        (1..=MAX_ATTEMPTS, None) => Ok(Policy::of(max_retries, wait, timeout)),
+        (1..=MAX_ATTEMPTS, Some(t)) if !t.is_zero() => Ok(Policy::of(max_retries, wait, timeout)),
+        _ => Err(bad_policy(max_retries, path)),
     }
 }
 
 #[cold]
-fn bad_attempts(max_retries: usize, path: &Path<'_>) -> FlowError {
-    let message = format!(
-        "max_retries() is {max_retries}, but it counts every attempt, the first included, \
-         and must be between 1 and {MAX_ATTEMPTS}"
-    );
+fn bad_policy(max_retries: usize, path: &NodePath<'_>) -> FlowError {
+    let message = match max_retries {
+        1..=MAX_ATTEMPTS => "timeout() is zero, so every attempt would time out; return None \
+                             for no time limit"
+            .to_string(),
+        _ => format!(
+            "max_retries() is {max_retries}, but it counts every attempt, the first included, \
+             and must be between 1 and {MAX_ATTEMPTS}"
+        ),
+    };
     invalid(path, message)
 }
 
-/// Runs `exec` up to `max_retries` times (checked by [`attempts`]) with `wait` between
-/// attempts, then `fallback` on the last error. Returns the output and the attempts made.
-pub async fn retry<'p, T, E, EF, B, BF>(
-    max_retries: usize,
-    wait: Duration,
-    path: &'p Path<'p>,
+/// Runs `exec` up to `max_retries` times (in `cx`), each attempt cut short by the timeout,
+/// pausing as the wait says between attempts, then `fallback` on the last error. Returns the
+/// output and the attempts made. Reports retries and the fallback to the observer.
+///
+/// The common case — no timeout, and the first attempt succeeds — awaits `exec` directly.
+/// Everything else lives in [`recover`], boxed on its own, and learns the node's settings
+/// (from `settings`) only then: its timers and the fallback would otherwise double the size
+/// of every node run's future.
+pub async fn retry<'p, T, P, E, EF, B, BF>(
+    cx: Ctx<'p>,
+    settings: P,
     exec: E,
     fallback: B,
+) -> Outcome<(T, usize)>
+where
+    P: Fn() -> Policy,
+    E: Fn(Ctx<'p>) -> EF,
+    EF: Future<Output = Result<T, Error>>,
+    B: FnOnce(Error, Ctx<'p>) -> BF,
+    BF: Future<Output = Result<T, Error>>,
+{
+    let failed = match settings().timeout {
+        Some(_) => None,
+        None => match exec(cx).await {
+            Ok(out) => return Ok((out, 1)),
+            Err(error) => Some(error),
+        },
+    };
+    Box::pin(recover(settings(), cx, exec, fallback, failed)).await
+}
+
+/// The rest of [`retry`], from the attempt after `failed` (the first attempt's error), or from
+/// the first attempt if `failed` is `None`.
+async fn recover<'p, T, E, EF, B, BF>(
+    policy: Policy,
+    mut cx: Ctx<'p>,
+    exec: E,
+    fallback: B,
+    mut failed: Option<Error>,
 ) -> Outcome<(T, usize)>
 where
     E: Fn(Ctx<'p>) -> EF,
@@ -188,27 +304,116 @@ where
     B: FnOnce(Error, Ctx<'p>) -> BF,
     BF: Future<Output = Result<T, Error>>,
 {
-    let mut cx = Ctx { attempt: 0, max_retries, path };
     loop {
-        let error = match exec(cx).await {
-            Ok(out) => return Ok((out, cx.attempt + 1)),
-            Err(error) => error,
+        let error = match failed.take() {
+            Some(error) => error,
+            None => {
+                let attempt = exec(cx);
+                let result = match policy.timeout {
+                    None => attempt.await,
+                    Some(after) => match future::select(pin!(attempt), Timer::after(after)).await {
+                        Either::Left((result, _)) => result,
+                        Either::Right(_) => Err(Box::new(TimedOut { after }) as Error),
+                    },
+                };
+                match result {
+                    Ok(out) => return Ok((out, cx.attempt() + 1)),
+                    Err(error) => error,
+                }
+            }
         };
-        if cx.attempt + 1 == max_retries {
+        let (node, attempt) = (cx.path, cx.attempt());
+        if attempt + 1 == policy.attempts {
+            cx.report(&Event::Fallback { node, error: &error });
             return match fallback(error, cx).await {
-                Ok(out) => Ok((out, max_retries)),
-                Err(error) => Err(FlowError::user(path, Phase::Exec, max_retries, error).into()),
+                Ok(out) => Ok((out, policy.attempts)),
+                Err(error) => {
+                    Err(FlowError::user(node, Phase::Exec, policy.attempts, error).into())
+                }
             };
         }
+        let delay = policy.wait.delay(attempt);
+        cx.report(&Event::Retry { node, attempt, error: &error, delay });
         drop(error);
-        if !wait.is_zero() {
-            async_io::Timer::after(wait).await;
+        if !delay.is_zero() {
+            Timer::after(delay).await;
         }
         cx.attempt += 1;
     }
 }
 
-pub fn invalid(path: &Path<'_>, message: String) -> FlowError {
+/// What every step of one run shares: the observer, and the count of node runs so far with
+/// its limit.
+#[allow(missing_debug_implementations)]
+pub struct RunCx<'a> {
+    pub observer: Option<&'a dyn Observer>,
+    steps: AtomicUsize,
+    max_steps: usize,
+}
+
+impl<'a> RunCx<'a> {
+    pub fn new(observer: Option<&'a dyn Observer>, max_steps: usize) -> Self {
+        RunCx { observer, steps: AtomicUsize::new(0), max_steps }
+    }
+}
+
+/// The most recent node runs of a flow that a [`FlowError::StepLimit`] lists.
+pub const RECENT: usize = 8;
+
+/// One node run, as a flow or a [`Parallel`](crate::Parallel) makes it: counts it against the
+/// run's step limit and, if the run has an observer, reports its start and end. Returns the
+/// node's action and the attempts it made.
+///
+/// [`Flow::run_in`] does the same inline, so that its loop awaits the step's own future
+/// directly: one future less to build and move on every node run.
+pub async fn visit<S>(
+    step: &dyn Step<S>,
+    store: Store<'_, S>,
+    scope: &Scope<'_>,
+) -> Outcome<(Action, usize)> {
+    count(scope.run)?;
+    match scope.run.observer {
+        None => step.run(store, scope).await,
+        Some(observer) => observed(observer, step, store, scope).await,
+    }
+}
+
+/// Counts a node run against the run's step limit.
+#[inline]
+pub fn count(run: &RunCx<'_>) -> Outcome<()> {
+    // Sub-runs of one run are polled by one task, one at a time, so a load and a store (no
+    // locked read-modify-write) count exactly.
+    let steps = run.steps.load(Relaxed);
+    if steps >= run.max_steps {
+        return Err(step_limit(run.max_steps));
+    }
+    run.steps.store(steps + 1, Relaxed);
+    Ok(())
+}
+
+/// A node run reported to `observer`.
+pub async fn observed<S>(
+    observer: &dyn Observer,
+    step: &dyn Step<S>,
+    store: Store<'_, S>,
+    scope: &Scope<'_>,
+) -> Outcome<(Action, usize)> {
+    let node = scope.path;
+    observer.event(&Event::NodeStart { node });
+    let started = Instant::now();
+    let (action, attempts) = step.run(store, scope).await?;
+    let elapsed = started.elapsed();
+    observer.event(&Event::NodeEnd { node, action: &action, attempts, elapsed });
+    Ok((action, attempts))
+}
+
+#[cold]
+fn step_limit(limit: usize) -> Box<FlowError> {
+    // Each flow the error leaves adds the nodes it had visited (see `Flow::run_in`).
+    Box::new(FlowError::StepLimit { limit, last: Vec::new() })
+}
+
+pub fn invalid(path: &NodePath<'_>, message: String) -> FlowError {
     FlowError::InvalidConfig { node: path.to_string(), message }
 }
 

@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::future::Either;
-use miniflow::{Action, BatchAsyncFlow, BatchNode, Ctx, Flow, Node, Params, Result};
+use miniflow::{Action, BatchAsyncFlow, BatchNode, Ctx, Flow, Node, Params, Result, Wait};
 
 mod common;
 use common::*;
@@ -436,8 +436,8 @@ fn dropping_a_run_during_a_retry_wait_makes_no_further_attempt() {
             5
         }
 
-        fn wait(&self) -> Duration {
-            Duration::from_secs(3600)
+        fn wait(&self) -> Wait {
+            Wait::fixed(Duration::from_secs(3600))
         }
     }
 

@@ -13,7 +13,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use miniflow::{
-    Action, BatchAsyncFlow, BatchNode, Ctx, Flow, FlowError, Node, Params, Result, node_fn,
+    Action, BatchAsyncFlow, BatchNode, Ctx, Flow, FlowError, Node, Params, Result, RunOptions,
+    Wait, node_fn,
 };
 
 mod common;
@@ -121,8 +122,8 @@ impl Node<Store> for Flaky {
         3
     }
 
-    fn wait(&self) -> Duration {
-        self.0.retry_wait
+    fn wait(&self) -> Wait {
+        Wait::fixed(self.0.retry_wait)
     }
 }
 
@@ -284,7 +285,7 @@ fn assert_expected(run: i64, result: Result<Action, FlowError>, store: &Store) {
 /// A run that owns everything it touches, so it can be spawned.
 async fn owned_run(flow: Arc<Flow<Store>>, run: i64) -> (Result<Action, FlowError>, Store) {
     let mut store = Store::default();
-    let result = flow.run_with(&mut store, &run_params(run)).await;
+    let result = flow.run_with(&mut store, RunOptions::new().params(run_params(run))).await;
     (result, store)
 }
 
@@ -306,7 +307,7 @@ impl Wake for CountingWaker {
 fn smol_block_on_ends_with_the_expected_store() {
     let flow = representative_flow();
     let mut store = Store::default();
-    let result = smol::block_on(flow.run_with(&mut store, &run_params(0)));
+    let result = smol::block_on(flow.run_with(&mut store, RunOptions::new().params(run_params(0))));
     assert_expected(0, result, &store);
 }
 
@@ -314,7 +315,9 @@ fn smol_block_on_ends_with_the_expected_store() {
 fn futures_block_on_ends_with_the_expected_store() {
     let flow = representative_flow();
     let mut store = Store::default();
-    let result = futures::executor::block_on(flow.run_with(&mut store, &run_params(0)));
+    let result = futures::executor::block_on(
+        flow.run_with(&mut store, RunOptions::new().params(run_params(0))),
+    );
     assert_expected(0, result, &store);
 }
 
@@ -322,7 +325,7 @@ fn futures_block_on_ends_with_the_expected_store() {
 async fn tokio_current_thread_ends_with_the_expected_store() {
     let flow = representative_flow();
     let mut store = Store::default();
-    let result = flow.run_with(&mut store, &run_params(0)).await;
+    let result = flow.run_with(&mut store, RunOptions::new().params(run_params(0))).await;
     assert_expected(0, result, &store);
 }
 
@@ -353,7 +356,7 @@ fn thirty_two_runs_of_one_flow_polled_together_in_one_task_each_end_with_their_o
     let runs = (0..).zip(stores.iter_mut()).map(|(run, store)| {
         let params = run_params(run);
         let flow = &flow;
-        async move { flow.run_with(store, &params).await }
+        async move { flow.run_with(store, RunOptions::new().params(params.clone())).await }
     });
     let results = smol::block_on(futures::future::join_all(runs));
     for ((run, result), store) in (0..).zip(results).zip(&stores) {
@@ -368,7 +371,8 @@ fn hand_polled_run_whose_execs_never_pend_completes_on_the_first_poll() {
     let params = run_params(0);
     let mut cx = Context::from_waker(Waker::noop());
     let result = {
-        let mut run = std::pin::pin!(flow.run_with(&mut store, &params));
+        let mut run =
+            std::pin::pin!(flow.run_with(&mut store, RunOptions::new().params(params.clone())));
         match run.as_mut().poll(&mut cx) {
             Poll::Ready(result) => result,
             Poll::Pending => {

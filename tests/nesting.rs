@@ -10,7 +10,8 @@ use std::fmt;
 use std::time::Duration;
 
 use miniflow::{
-    Action, BatchAsyncFlow, BatchFlow, Ctx, Flow, FlowError, Node, Params, Phase, Result, node_fn,
+    Action, BatchAsyncFlow, BatchFlow, Ctx, Flow, FlowError, Node, Params, Phase, Result,
+    RunOptions, node_fn,
 };
 
 /// The store of every test here.
@@ -364,7 +365,8 @@ fn run_with_params_reach_nodes_in_nested_flows() {
     let params =
         Params::new().with("user", "ann").with("limit", 3).with("verbose", true).with("ratio", 0.5);
     let mut log = Log::default();
-    let last = smol::block_on(top.run_with(&mut log, &params)).unwrap();
+    let last =
+        smol::block_on(top.run_with(&mut log, RunOptions::new().params(params.clone()))).unwrap();
 
     assert_eq!(last, Action::DEFAULT);
     assert_eq!(log.visits, ["top: user=ann", "leaf: user=ann limit=3 verbose=true ratio=0.5"]);
@@ -462,7 +464,8 @@ fn batch_flow_params_merge_down_through_nested_batch_flows() {
     let mut store = Schools::new();
     let params = Params::new().with("year", 2024).with("label", "run");
 
-    let last = smol::block_on(flow.run_with(&mut store, &params)).unwrap();
+    let last = smol::block_on(flow.run_with(&mut store, RunOptions::new().params(params.clone())))
+        .unwrap();
 
     assert_eq!(last, "graded");
     assert_eq!(
@@ -487,7 +490,8 @@ fn missing_param_deep_in_nested_batch_flows_names_the_full_path() {
     // No "year": the first grade node to ask for it fails.
     let params = Params::new().with("label", "run");
 
-    let err = smol::block_on(flow.run_with(&mut store, &params)).unwrap_err();
+    let err = smol::block_on(flow.run_with(&mut store, RunOptions::new().params(params.clone())))
+        .unwrap_err();
 
     let FlowError::Param { node, key, expected, found, .. } = &err else {
         panic!("expected Param, got {err:?}");
@@ -632,7 +636,8 @@ fn batch_flow_post_gets_the_sets_and_each_sub_runs_last_action_in_order() {
 
     let mut log = Log::default();
     let inherited = Params::new().with("term", "spring");
-    let last = smol::block_on(top.run_with(&mut log, &inherited)).unwrap();
+    let last = smol::block_on(top.run_with(&mut log, RunOptions::new().params(inherited.clone())))
+        .unwrap();
 
     assert_eq!(last, "notified");
     assert_eq!(log.visits, ["spring ann", "spring bob", "spring cy", "notify"]);

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use miniflow::{
-    Action, BatchNode, Ctx, Error, Flow, FlowError, MAX_ATTEMPTS, Node, Params, Phase, Result,
+    Action, BatchNode, Ctx, Error, Flow, FlowError, MAX_ATTEMPTS, Node, Params, Phase, Result, Wait,
 };
 
 mod common;
@@ -158,8 +158,8 @@ impl Node<Store> for Flaky {
         self.max_retries
     }
 
-    fn wait(&self) -> Duration {
-        self.wait
+    fn wait(&self) -> Wait {
+        Wait::fixed(self.wait)
     }
 }
 
@@ -203,7 +203,7 @@ impl Node<Store> for Rescued {
         self.inner.max_retries()
     }
 
-    fn wait(&self) -> Duration {
+    fn wait(&self) -> Wait {
         self.inner.wait()
     }
 }

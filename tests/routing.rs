@@ -246,10 +246,10 @@ fn node_without_edges_ends_the_run_with_its_action() {
     let mut flow = Flow::new();
     let a = add_step(&mut flow, "a", "default");
     let b = add_step(&mut flow, "b", "halt");
-    // Never reached: nothing leads to it, and `b` has no edges at all.
+    // Never reached: `a` returns "default", and `b` has no edges at all.
     let c = add_step(&mut flow, "c", "default");
     flow.then(a, b).unwrap();
-    flow.then(c, a).unwrap();
+    flow.edge(a, "other", c).unwrap();
 
     let mut trail = Trail::default();
     let last = run(&flow, &mut trail).unwrap();
@@ -363,6 +363,9 @@ fn set_start_makes_runs_begin_at_that_node() {
     let c = add_step(&mut flow, "c", "last");
     flow.then(a, b).unwrap();
     flow.then(b, c).unwrap();
+    // Keeps `a` reachable from every start (an unreachable node is an error).
+    flow.edge(c, "again", a).unwrap();
+    flow.end(c, "last").unwrap();
     flow.set_start(b).unwrap();
 
     let mut trail = Trail::default();
