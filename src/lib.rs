@@ -115,6 +115,146 @@
 //! # Ok::<(), miniflow::Error>(())
 //! ```
 //!
+//! # Beyond the basics
+//!
+//! Everything here is opt-in and costs nothing when unused: a run without options does the
+//! same work per node as one in a crate without these features.
+//!
+//! ## Watching a run
+//!
+//! Give a run an [`Observer`] with [`RunOptions::observer`] and it sees every [`Event`]: the run's
+//! start and end, each node's start and end (with its path, attempts, action and duration),
+//! each retry with its error, fallbacks, and what a node's `exec` reports with
+//! [`Ctx::emit`] — the tokens of a streamed model answer, say. The observer belongs to the
+//! run, not the flow, so each request of a server can have its own. A closure is an
+//! observer, and [`Trace`] is a ready-made one that times every node and prints a table:
+//!
+//! ```
+//! use miniflow::{Action, Event, Flow, RunOptions, Trace, node_fn};
+//!
+//! let mut flow = Flow::new();
+//! flow.add("greet", node_fn(|log: &mut Vec<String>, _| {
+//!     log.push("hello".into());
+//!     Ok(Action::DEFAULT)
+//! }));
+//!
+//! let print = |event: &Event<'_>| eprintln!("{event}"); // one line per event
+//! smol::block_on(flow.run_with(&mut Vec::new(), RunOptions::new().observer(&print)))?;
+//!
+//! let trace = Trace::new();
+//! smol::block_on(flow.run_with(&mut Vec::new(), RunOptions::new().observer(&trace)))?;
+//! assert_eq!(trace.rows()[0].runs, 1);
+//! println!("{trace}"); // node, runs, attempts, start, end, busy
+//! # Ok::<(), miniflow::Error>(())
+//! ```
+//!
+//! Every run ends with exactly one terminal event: `Finished`, `Failed`, or `Cancelled` when
+//! its future is dropped. The [`Observer`] docs show how to turn the events into a `Stream`.
+//!
+//! ## Bounding a run
+//!
+//! An agent whose model never says "done" loops forever. [`RunOptions::max_steps`] turns that
+//! into a [`FlowError::StepLimit`] that lists the last nodes run — where it looped. Per node,
+//! [`Node::timeout`] limits each attempt of `exec`; a timeout is a failed attempt like any
+//! other (retried, then handed to `exec_fallback` as a [`TimedOut`] error). And
+//! [`Node::wait`] says how long to pause between attempts: not at all, a fixed time, or an
+//! exponential backoff with a cap for rate-limited services ([`Wait`] says which to use
+//! when).
+//!
+//! ```
+//! use std::time::Duration;
+//! use miniflow::{Action, Ctx, Node, Params, Result, Wait};
+//!
+//! struct AskModel;
+//!
+//! impl Node<String> for AskModel {
+//!     type Prep = String;
+//!     type Output = String;
+//!     fn prep(&self, question: &String, _: &Params) -> Result<String> {
+//!         Ok(question.clone())
+//!     }
+//!     async fn exec(&self, question: &String, _: Ctx<'_>) -> Result<String> {
+//!         Ok(format!("an answer to {question}")) // an HTTP call in real life
+//!     }
+//!     fn post(&self, out: &mut String, _: String, answer: String) -> Result<Action> {
+//!         *out = answer;
+//!         Ok(Action::DEFAULT)
+//!     }
+//!     fn max_retries(&self) -> usize {
+//!         4 // one try and three retries...
+//!     }
+//!     fn wait(&self) -> Wait {
+//!         // ...after 0.5 s, 1 s, 2 s: backing off from a busy server
+//!         Wait::exponential(Duration::from_millis(500), Duration::from_secs(8))
+//!     }
+//!     fn timeout(&self) -> Option<Duration> {
+//!         Some(Duration::from_secs(60)) // each try gets a minute
+//!     }
+//! }
+//! ```
+//!
+//! ## Resume
+//!
+//! [`RunOptions::start_at`] starts a run at a named node of the outermost flow instead of its
+//! start node. That is all durable execution needs, with no serialization in the crate:
+//!
+//! - **After a crash.** [`RunOptions::checkpoint`] calls you after every node of the
+//!   outermost flow with the store and the name of the node that runs next. Save both (as
+//!   JSON, in a database: your choice). After a crash, load them and run again with
+//!   `start_at(next)`: the run goes on where it stopped, and reaches the same end as a run
+//!   that never stopped.
+//! - **Waiting for a person.** Let a node end the run with an action such as
+//!   `"ask_human"` (declared with [`Flow::end`]); the app shows the question, and when the
+//!   answer comes — a minute or a week later — writes it into the store and resumes at that
+//!   node, which now finds its answer and goes on.
+//!
+//! ```
+//! use miniflow::{Action, Flow, RunOptions, node_fn};
+//!
+//! #[derive(Default)]
+//! struct Post { text: String, approved: Option<bool>, published: bool }
+//!
+//! let mut flow = Flow::new();
+//! let draft = flow.add("draft", node_fn(|p: &mut Post, _| {
+//!     p.text = "Hello, world".into();
+//!     Ok(Action::DEFAULT)
+//! }));
+//! let review = flow.add("review", node_fn(|p: &mut Post, _| Ok(match p.approved {
+//!     None => "ask_human".into(), // pause: the run ends here
+//!     Some(true) => "approved".into(),
+//!     Some(false) => "rejected".into(),
+//! })));
+//! let publish = flow.add("publish", node_fn(|p: &mut Post, _| {
+//!     p.published = true;
+//!     Ok(Action::DEFAULT)
+//! }));
+//! flow.then(draft, review)?;
+//! flow.end(review, "ask_human")?;
+//! flow.edge(review, "approved", publish)?;
+//! flow.edge(review, "rejected", draft)?;
+//!
+//! let mut post = Post::default();
+//! assert_eq!(smol::block_on(flow.run(&mut post))?, "ask_human");
+//! post.approved = Some(true); // the answer arrives
+//! smol::block_on(flow.run_with(&mut post, RunOptions::new().start_at("review")))?;
+//! assert!(post.published);
+//! # Ok::<(), miniflow::Error>(())
+//! ```
+//!
+//! ## Parallel branches
+//!
+//! A [`Parallel`] node runs several different nodes or flows at once on the same store and
+//! goes on when all have finished — for steps that do not need each other's results. Like
+//! everything concurrent here, the branches are polled in the run's own task.
+//!
+//! ## Checking and drawing a flow
+//!
+//! A flow is checked the first time it runs (or when you call [`Flow::validate`]): a node that
+//! no edge reaches from the start is an error that says how to connect it, and so is a flow
+//! without nodes. Edges into another flow's nodes are refused when they are added.
+//! [`Flow::to_mermaid`] writes the graph as Mermaid text — nested flows as subgraphs, edges
+//! labelled with their actions — to paste into a README, where GitHub draws it.
+//!
 //! # Concepts
 //!
 //! - **Shared store**: the one value of your type `S` a run borrows (`flow.run(&mut store)`).
@@ -137,7 +277,9 @@
 //!   the outer flow. [`BatchFlow`] and [`BatchAsyncFlow`] run a flow once per params set.
 //! - **Errors**: user code returns any error ([`Error`], a boxed `dyn Error`, so `?` works on
 //!   anything); a run returns [`FlowError`], which names the failing node by its path
-//!   (`"outer/inner"`, `"translate[3]"`) and keeps your error as its `source()`.
+//!   ([`NodePath`]: `"outer/inner"`, `"translate[3]"`) and keeps your error as its `source()`.
+//! - **Run options**: [`Flow::run`] runs with none; [`Flow::run_with`] takes [`RunOptions`]:
+//!   params, an observer, a step limit, a checkpoint hook, a node to start at.
 //!
 //! # Executor independence
 //!
@@ -148,8 +290,9 @@
 //! still run one at a time (hand those to a thread pool yourself, for example with
 //! `smol::unblock` or `tokio::task::spawn_blocking`, and await the result in `exec`).
 //!
-//! The one timer the crate uses — the pause between attempts — is smol's `async-io` timer,
-//! which works under any executor (it drives itself when no `async-io` reactor is running).
+//! The one timer the crate uses — for the pause between attempts and for timeouts — is
+//! smol's `async-io` timer, which works under any executor (it drives itself, on a thread of
+//! its own, when no `async-io` reactor is running).
 //!
 //! Run futures are `Send` whenever the store is, so they can be spawned on a multi-threaded
 //! runtime, and a built flow is `Send + Sync`: share one `Arc<Flow<S>>` between many concurrent
@@ -224,7 +367,16 @@
 //!
 //! **What happens if a node panics?** The panic unwinds out of the run future, like any panic
 //! in a future. Nothing is caught or hidden; the flow itself is left unchanged and can run
-//! again.
+//! again. An observer sees the run end with [`Event::Cancelled`].
+//!
+//! **Why is there no default step limit?** A flow is a general graph, and a loop over a work
+//! queue or a long batch has no natural bound: any default would be an arbitrary failure in
+//! production. Set [`RunOptions::max_steps`] wherever a loop is driven by a model's decisions.
+//!
+//! **Why can't I resume inside a nested flow?** [`RunOptions::start_at`] names nodes of the
+//! outermost flow, where the checkpoint hook runs too: a nested flow (or a batch flow midway
+//! through its items) is resumed by running it again from its start. Keep the steps you
+//! cannot repeat at the top level, or make them idempotent.
 
 mod action;
 mod batch;

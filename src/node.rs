@@ -69,8 +69,9 @@ use crate::{Action, Error, Event, Params, Phase, Result, Wait};
 ///
 /// # Retries and fallback
 ///
-/// If `exec` returns an error, it is called again, up to [`max_retries`](Node::max_retries)
-/// calls in all, with [`wait`](Node::wait) between them; [`Ctx::attempt`] tells it which
+/// If `exec` returns an error (or runs past its [`timeout`](Node::timeout)), it is called
+/// again, up to [`max_retries`](Node::max_retries) calls in all, pausing between them as
+/// [`wait`](Node::wait) says (not at all by default); [`Ctx::attempt`] tells it which
 /// attempt it is. When the last attempt fails, [`exec_fallback`](Node::exec_fallback) gets the
 /// error: by default it returns it, and the run fails with [`FlowError::NodeFailed`](crate::FlowError::NodeFailed); override
 /// it to return a value instead, and `post` receives that value as if `exec` had produced it.
@@ -253,7 +254,7 @@ impl<'a> Ctx<'a> {
         *self.path
     }
 
-    /// Reports a custom event to the run's [`Observer`], if it has one (else this does
+    /// Reports a custom event to the run's [`Observer`](crate::Observer), if it has one (else this does
     /// nothing, at no cost): the observer receives an [`Event::Custom`] with this node's path,
     /// `kind` and `data`. Made for progress that only `exec` sees, such as the tokens of a
     /// streamed model answer as they arrive:

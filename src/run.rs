@@ -426,16 +426,17 @@ mod sealed {
 }
 pub(crate) use sealed::Sealed;
 
-/// What [`Flow::add`](crate::Flow::add) accepts: any [`Node`](crate::Node), any
-/// [`BatchNode`](crate::BatchNode), and the flows — [`Flow`](crate::Flow),
-/// [`BatchFlow`](crate::BatchFlow) and [`BatchAsyncFlow`](crate::BatchAsyncFlow).
+/// What [`Flow::add`](crate::Flow::add) and [`Parallel::branch`](crate::Parallel::branch)
+/// accept: any [`Node`](crate::Node), any [`BatchNode`](crate::BatchNode), the flows —
+/// [`Flow`](crate::Flow), [`BatchFlow`](crate::BatchFlow) and
+/// [`BatchAsyncFlow`](crate::BatchAsyncFlow) — and [`Parallel`](crate::Parallel).
 ///
 /// The trait is implemented by the crate only; `M` is an inferred marker that tells the kinds
 /// apart, so you never name it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be added to a `Flow<{S}>`",
     label = "not a node over the store `{S}`",
-    note = "implement `Node<{S}>` or `BatchNode<{S}>` for it, or add a `Flow<{S}>`, `BatchFlow<{S}>` or `BatchAsyncFlow<{S}>`; the node must be `'static` and the store `{S}` must be `Send`"
+    note = "implement `Node<{S}>` or `BatchNode<{S}>` for it, or add a `Flow<{S}>`, `BatchFlow<{S}>`, `BatchAsyncFlow<{S}>` or `Parallel<{S}>`; the node must be `'static` and the store `{S}` must be `Send`"
 )]
 pub trait IntoNode<S, M>: sealed::Sealed<S, M> {}
 
