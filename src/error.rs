@@ -160,7 +160,9 @@ pub enum FlowError {
         limit: usize,
         /// The paths of the last node runs (up to eight), oldest first: where the run was
         /// looping. A nested flow that was still running when the limit was reached is not
-        /// listed itself; its nodes are, under its path.
+        /// listed itself; its nodes are, under its path. Each flow lists its own runs, so the
+        /// earlier sub-runs of a batch flow or branches of a parallel node still running are
+        /// left out: the list shows the one that reached the limit and the flows around it.
         last: Vec<String>,
     },
     /// Some nodes of a flow can never run: no edge leads to them from the start node. Found
@@ -273,8 +275,15 @@ impl fmt::Display for FlowError {
             }
             FlowError::InvalidConfig { node, message } => write!(f, "node `{node}`: {message}"),
             FlowError::StepLimit { limit, last } => {
-                write!(f, "the run reached its limit of {limit} steps; the last nodes run were ")?;
-                list(f, last, " -> ", |n| format!("`{n}`"))?;
+                let s = if *limit == 1 { "" } else { "s" };
+                write!(f, "the run reached its limit of {limit} step{s}")?;
+                match last.is_empty() {
+                    true => write!(f, " before any node ran")?,
+                    false => {
+                        write!(f, "; the last nodes run were ")?;
+                        list(f, last, " -> ", |n| format!("`{n}`"))?;
+                    }
+                }
                 write!(
                     f,
                     ". If that is a loop that should end, give it an exit; else raise the limit with `RunOptions::max_steps`"

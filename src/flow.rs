@@ -598,30 +598,10 @@ impl<S> Default for Flow<S> {
 }
 
 impl<S> fmt::Debug for Flow<S> {
-    /// The nodes by name with their edges: `Flow { check: {"more": down, "zero": END}, … }`.
+    /// The node names and the start; [`Flow::to_mermaid`] shows the edges.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Edges<'a, S>(&'a Flow<S>, &'a Slot<S>);
-        impl<S> fmt::Debug for Edges<'_, S> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let mut map = f.debug_map();
-                for (action, target) in &self.1.edges {
-                    match target {
-                        Target::Node(i) => {
-                            map.key(action).value(&format_args!("{}", self.0.slots[*i].name))
-                        }
-                        Target::End => map.key(action).value(&format_args!("END")),
-                    };
-                }
-                map.finish()
-            }
-        }
-        let mut s = f.debug_struct("Flow");
-        for slot in &self.slots {
-            s.field(&slot.name, &Edges(self, slot));
-        }
-        if let Some(start) = self.slots.get(self.start) {
-            s.field("(start)", &format_args!("{}", start.name));
-        }
-        s.finish()
+        let names: Vec<&str> = self.slots.iter().map(|slot| &*slot.name).collect();
+        let start = self.slots.get(self.start).map(|slot| &*slot.name);
+        f.debug_struct("Flow").field("nodes", &names).field("start", &start).finish()
     }
 }

@@ -103,9 +103,11 @@ impl<F: Fn(&Event<'_>) + Sync> Observer for F {
 /// [`Fallback`](Event::Fallback) and [`Custom`](Event::Custom) events of its `exec`, then its
 /// [`NodeEnd`](Event::NodeEnd) (a nested flow's nodes report between the flow's own start and
 /// end); and exactly one terminal event — [`Finished`](Event::Finished),
-/// [`Failed`](Event::Failed) or [`Cancelled`](Event::Cancelled). A node that fails has no
-/// `NodeEnd`: its failure ends the run, and the `Failed` error names it. Concurrent sub-runs
-/// interleave their events.
+/// [`Failed`](Event::Failed) or [`Cancelled`](Event::Cancelled). A node whose own code fails
+/// has no `NodeEnd` (nor have the flows around it): its failure ends the run, and the
+/// `Failed` error names it. A node whose action has no edge did end, so it has its `NodeEnd`
+/// before the `Failed`. Concurrent sub-runs interleave their events; siblings dropped by a
+/// failure keep their `NodeStart` without an end.
 ///
 /// `Display` writes one line per event, for logs.
 #[derive(Clone, Copy, Debug)]

@@ -57,14 +57,15 @@ impl Wait {
     /// The pause after attempt `attempt` failed (0-based, as [`Ctx::attempt`](crate::Ctx::attempt)
     /// counts): `first × 2^attempt` capped, for an exponential wait.
     pub fn delay(&self, attempt: usize) -> Duration {
-        if self.first >= self.cap {
-            return self.cap;
+        // Doubling until the cap is reached takes fewer than 100 steps, however many attempts.
+        let mut pause = self.first;
+        for _ in 0..attempt {
+            if pause.is_zero() || pause >= self.cap {
+                break;
+            }
+            pause = pause.saturating_mul(2);
         }
-        let doubled = u32::try_from(attempt)
-            .ok()
-            .and_then(|n| 1u32.checked_shl(n))
-            .and_then(|factor| self.first.checked_mul(factor));
-        doubled.map_or(self.cap, |pause| pause.min(self.cap))
+        pause.min(self.cap)
     }
 }
 
