@@ -213,8 +213,9 @@ impl<S> Flow<S> {
     /// running anything: no nodes ([`FlowError::EmptyFlow`]), and nodes that can never run
     /// because no edge leads to them from the start ([`FlowError::Unreachable`]).
     ///
-    /// A run checks each flow the first time it runs it, so calling this is optional; it
-    /// moves the error to where the flow is built (or into a unit test of it). The other
+    /// Every run does this check before running anything (each flow's own part of it only
+    /// once, then remembered), so calling it is optional: it moves the error to where the
+    /// flow is built, or into a unit test of it. The other
     /// mistakes are caught even earlier: an edge to a node of another flow, or a second edge
     /// for the same action, is an `Err` from [`edge`](Flow::edge) itself.
     ///
@@ -389,7 +390,12 @@ impl<S: Send> Flow<S> {
         scope: &Scope<'_>,
         mut top: Option<Top<'_, S>>,
     ) -> Outcome<Action> {
-        self.check(scope.path)?;
+        // The outermost flow checks the whole tree, so that a mistake deep inside fails the
+        // run before any node has run; each flow's own check is done once and remembered.
+        match top {
+            Some(_) => self.validate_in(scope.path)?,
+            None => self.check(scope.path)?,
+        }
         let mut current = match top.as_ref().and_then(|top| top.start) {
             Some(name) => self.find(name, scope.path)?,
             None => self.start,
