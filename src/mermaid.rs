@@ -94,7 +94,7 @@ fn node<S>(out: &mut String, id: &str, name: &str, shape: Shape<'_, S>, depth: u
     };
 }
 
-/// Mermaid ends a quoted label at `"`; it spells one as `#quot;`.
+/// Mermaid ends a quoted label at `"` and reads `#…;` as a character code: spell both as codes.
 fn escape(text: &str) -> String {
-    text.replace('"', "#quot;")
+    text.replace('#', "#35;").replace('"', "#quot;")
 }
