@@ -7,8 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::error::Error as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use miniflow::{
     Action, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Flow, FlowError, Node, Params, Phase, Result,
@@ -20,61 +19,6 @@ use common::*;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// What the sub-runs' `exec`s did: how many were in flight (now and at most), an event log,
-/// and how many were dropped before they finished.
-#[derive(Default)]
-struct Probe {
-    now: AtomicUsize,
-    max: AtomicUsize,
-    dropped: AtomicUsize,
-    events: Mutex<Vec<String>>,
-}
-
-impl Probe {
-    fn max_in_flight(&self) -> usize {
-        self.max.load(Ordering::SeqCst)
-    }
-
-    fn dropped(&self) -> usize {
-        self.dropped.load(Ordering::SeqCst)
-    }
-
-    fn event(&self, event: String) {
-        self.events.lock().unwrap().push(event);
-    }
-
-    fn events(&self) -> Vec<String> {
-        self.events.lock().unwrap().clone()
-    }
-}
-
-/// Marks an `exec` as in flight while it lives; counts it as dropped if it never `finish`ed.
-struct InFlight<'a> {
-    probe: &'a Probe,
-    finished: bool,
-}
-
-impl<'a> InFlight<'a> {
-    fn enter(probe: &'a Probe) -> Self {
-        let now = probe.now.fetch_add(1, Ordering::SeqCst) + 1;
-        probe.max.fetch_max(now, Ordering::SeqCst);
-        InFlight { probe, finished: false }
-    }
-
-    fn finish(mut self) {
-        self.finished = true;
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.probe.now.fetch_sub(1, Ordering::SeqCst);
-        if !self.finished {
-            self.probe.dropped.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 struct Store {
@@ -282,7 +226,7 @@ fn failing_sub_run_fails_fast_drops_siblings_and_keeps_completed_posts() {
     let source = err.source().unwrap().downcast_ref::<Failure>().unwrap();
     assert_eq!(source, &Failure("job 1 failed".into()));
     assert_eq!(probe.dropped(), 3, "the three sub-runs still in flight are dropped");
-    assert_eq!(probe.now.load(Ordering::SeqCst), 0);
+    assert_eq!(probe.now(), 0);
     assert_eq!(store.results, done_map([0]), "the post that completed stays; no other post ran");
     assert_eq!(store.post_order, [0]);
     assert_eq!(store.batch_posts, [], "the batch post does not run");

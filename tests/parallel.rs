@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::error::Error as _;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -28,65 +27,6 @@ const MAX_POLLS: usize = 1_000;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// What the branches' `exec`s did: how many were in flight (now and at most), how many were
-/// dropped before they finished, and an event log (`"start par/a"`, `"end par/a"`).
-#[derive(Default)]
-struct Probe {
-    now: AtomicUsize,
-    max: AtomicUsize,
-    dropped: AtomicUsize,
-    events: Mutex<Vec<String>>,
-}
-
-impl Probe {
-    fn now(&self) -> usize {
-        self.now.load(Ordering::SeqCst)
-    }
-
-    fn max_in_flight(&self) -> usize {
-        self.max.load(Ordering::SeqCst)
-    }
-
-    fn dropped(&self) -> usize {
-        self.dropped.load(Ordering::SeqCst)
-    }
-
-    fn event(&self, event: String) {
-        self.events.lock().unwrap().push(event);
-    }
-
-    fn events(&self) -> Vec<String> {
-        self.events.lock().unwrap().clone()
-    }
-}
-
-/// Marks an `exec` as in flight while it lives; counts it as dropped if it never `finish`ed.
-struct InFlight<'a> {
-    probe: &'a Probe,
-    finished: bool,
-}
-
-impl<'a> InFlight<'a> {
-    fn enter(probe: &'a Probe) -> Self {
-        let now = probe.now.fetch_add(1, Ordering::SeqCst) + 1;
-        probe.max.fetch_max(now, Ordering::SeqCst);
-        InFlight { probe, finished: false }
-    }
-
-    fn finish(mut self) {
-        self.finished = true;
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.probe.now.fetch_sub(1, Ordering::SeqCst);
-        if !self.finished {
-            self.probe.dropped.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
 
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Store {

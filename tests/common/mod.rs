@@ -7,6 +7,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 /// A user's own error type, to check that it survives as the `source()` of a `FlowError`.
@@ -45,4 +47,63 @@ impl Future for YieldNow {
 /// Gives way to the other futures of the task `n` times.
 pub async fn yield_times(n: usize) {
     YieldNow(n).await
+}
+
+/// What concurrent `exec`s did: how many were in flight (now and at most), how many were
+/// dropped before they finished, and an event log.
+#[derive(Default)]
+pub struct Probe {
+    now: AtomicUsize,
+    max: AtomicUsize,
+    dropped: AtomicUsize,
+    events: Mutex<Vec<String>>,
+}
+
+impl Probe {
+    pub fn now(&self) -> usize {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
+    }
+
+    pub fn event(&self, event: String) {
+        self.events.lock().unwrap().push(event);
+    }
+
+    pub fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+/// Marks an `exec` as in flight while it lives; counts it as dropped if it never `finish`ed.
+pub struct InFlight<'a> {
+    probe: &'a Probe,
+    finished: bool,
+}
+
+impl<'a> InFlight<'a> {
+    pub fn enter(probe: &'a Probe) -> Self {
+        let now = probe.now.fetch_add(1, Ordering::SeqCst) + 1;
+        probe.max.fetch_max(now, Ordering::SeqCst);
+        InFlight { probe, finished: false }
+    }
+
+    pub fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.probe.now.fetch_sub(1, Ordering::SeqCst);
+        if !self.finished {
+            self.probe.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
