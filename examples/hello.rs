@@ -1,12 +1,18 @@
 //! One node answers one question: the smallest complete flow.
 //!
 //! It shows the three phases of a node — `prep` reads the question from the shared store,
-//! `exec` produces the answer (here a deterministic stand-in for a language model, so the
-//! example runs offline), `post` writes the answer back — and how a run borrows the store.
+//! `exec` asks a language model, `post` writes the answer back — and how a run borrows the
+//! store. The node holds the model; `exec` is the only phase that awaits it.
 //!
-//! Run with: `cargo run --example hello`
+//! Run with: `cargo run --example hello`. Offline it answers through a rule-based stand-in;
+//! set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to ask a real model (see `support/mod.rs`).
+
+use std::sync::Arc;
 
 use miniflow::{Action, Ctx, Flow, Node, Params, Result};
+use support::{Model, Rules};
+
+mod support;
 
 /// The shared store: everything the nodes of this flow read and write.
 #[derive(Debug, Default)]
@@ -16,7 +22,9 @@ struct Store {
 }
 
 /// Answers the question in the store.
-struct Answer;
+struct Answer {
+    model: Arc<dyn Model>,
+}
 
 impl Node<Store> for Answer {
     /// `exec` gets a copy of the question...
@@ -31,7 +39,7 @@ impl Node<Store> for Answer {
 
     async fn exec(&self, question: &String, cx: Ctx<'_>) -> Result<String> {
         println!("exec: answering (attempt {})", cx.attempt());
-        Ok(stand_in_model(question))
+        self.model.ask(question).await
     }
 
     fn post(&self, store: &mut Store, _question: String, answer: String) -> Result<Action> {
@@ -41,8 +49,8 @@ impl Node<Store> for Answer {
     }
 }
 
-/// A deterministic stand-in for a language model.
-fn stand_in_model(question: &str) -> String {
+/// The offline stand-in's one rule.
+fn stand_in(question: &str) -> String {
     match question {
         q if q.contains("life, the universe and everything") => "42".to_string(),
         q => format!("I do not know yet what to say about {q:?}."),
@@ -50,8 +58,9 @@ fn stand_in_model(question: &str) -> String {
 }
 
 fn main() -> miniflow::Result<()> {
+    let model = support::model(Rules::new(stand_in))?;
     let mut flow = Flow::new();
-    flow.add("answer", Answer);
+    flow.add("answer", Answer { model });
 
     let mut store = Store {
         question: "What is the answer to life, the universe and everything?".to_string(),
