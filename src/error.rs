@@ -187,6 +187,16 @@ pub enum FlowError {
         /// The names the flow's nodes do have, in the order they were added.
         known: Vec<String>,
     },
+    /// The [checkpoint hook](crate::RunOptions::checkpoint) returned an error, and the run
+    /// stopped before the node it was saving for. The store holds every `post` so far; the
+    /// hook's error is kept as [`source()`](std::error::Error::source).
+    #[non_exhaustive]
+    Checkpoint {
+        /// The name of the node that would have run next.
+        node: String,
+        /// The error the hook returned.
+        source: crate::Error,
+    },
 }
 
 impl FlowError {
@@ -201,7 +211,8 @@ impl FlowError {
             | FlowError::Param { node, .. }
             | FlowError::InvalidConfig { node, .. }
             | FlowError::Unreachable { node, .. }
-            | FlowError::UnknownNode { node, .. } => Some(node),
+            | FlowError::UnknownNode { node, .. }
+            | FlowError::Checkpoint { node, .. } => Some(node),
             FlowError::ForeignNode { .. } | FlowError::StepLimit { .. } => None,
         }
     }
@@ -306,6 +317,10 @@ impl fmt::Display for FlowError {
                 write!(f, "{flow} has no node named {name:?} to start at; its nodes are ")?;
                 list(f, known, ", ", |n| format!("{n:?}"))
             }
+            FlowError::Checkpoint { node, .. } => write!(
+                f,
+                "the checkpoint before node `{node}` could not be saved, so the run stopped before it"
+            ),
         }
     }
 }
@@ -326,7 +341,9 @@ fn list<T>(
 impl std::error::Error for FlowError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            FlowError::NodeFailed { source, .. } => Some(&**source),
+            FlowError::NodeFailed { source, .. } | FlowError::Checkpoint { source, .. } => {
+                Some(&**source)
+            }
             _ => None,
         }
     }

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use crate::observe::Ending;
 use crate::run::{self, IntoNode, NodePath, Outcome, RECENT, RunCx, Scope, Sealed, Shape, Step};
 use crate::run::{Store, marker};
-use crate::{Action, FlowError, Observer, Params};
+use crate::{Action, FlowError, Observer, Params, Result};
 
 /// The key of a node in a flow, returned by [`Flow::add`] and given back to connect it.
 ///
@@ -431,14 +431,17 @@ impl<S: Send> Flow<S> {
                 }
             };
             if let Some(save) = top.as_mut().and_then(|top| top.checkpoint.as_mut()) {
-                store.with(|s| save(s, &self.slots[current].name));
+                let node = &self.slots[current].name;
+                if let Err(source) = store.with(|s| save(s, node)) {
+                    return Err(FlowError::Checkpoint { node: node.clone(), source }.into());
+                }
             }
         }
     }
 }
 
 /// A checkpoint hook: see [`RunOptions::checkpoint`].
-type Save<'a, S> = dyn FnMut(&S, &str) + Send + 'a;
+type Save<'a, S> = dyn FnMut(&S, &str) -> Result<()> + Send + 'a;
 
 /// What only the outermost flow of a run uses: where to start, and the checkpoint hook.
 pub(crate) struct Top<'a, S> {
@@ -565,9 +568,14 @@ impl<'o, S> RunOptions<'o, S> {
     /// ends (the result says how it ended).
     ///
     /// `save` runs synchronously between two nodes, with the store as every `post` so far has
-    /// left it; the run waits for it. What it writes, and where, is up to you.
+    /// left it; the run waits for it. What it writes, and where, is up to you. If it returns an
+    /// error (a full disk, say), the run stops before the next node with
+    /// [`FlowError::Checkpoint`]: a durable run does not go on without its save.
+    ///
+    /// The last checkpoint of a run that then ends names a node that already ran: discard it
+    /// when the run returns `Ok`, or a later resume would run that node again.
     #[must_use = "`RunOptions` methods return the options with the setting changed"]
-    pub fn checkpoint(mut self, save: impl FnMut(&S, &str) + Send + 'o) -> Self {
+    pub fn checkpoint(mut self, save: impl FnMut(&S, &str) -> Result<()> + Send + 'o) -> Self {
         self.checkpoint = Some(Box::new(save));
         self
     }

@@ -200,13 +200,16 @@
 //!
 //! - **After a crash.** [`RunOptions::checkpoint`] calls you after every node of the
 //!   outermost flow with the store and the name of the node that runs next. Save both (as
-//!   JSON, in a database: your choice). After a crash, load them and run again with
-//!   `start_at(next)`: the run goes on where it stopped, and reaches the same end as a run
-//!   that never stopped.
+//!   JSON, in a database: your choice); if the save fails, return the error and the run
+//!   stops. After a crash, load them and run again with `start_at(next)`: the run goes on
+//!   where it stopped, and reaches the same end as a run that never stopped. When a run
+//!   ends, discard its last save: it names a node that already ran.
 //! - **Waiting for a person.** Let a node end the run with an action such as
 //!   `"ask_human"` (declared with [`Flow::end`]); the app shows the question, and when the
 //!   answer comes — a minute or a week later — writes it into the store and resumes at that
-//!   node, which now finds its answer and goes on.
+//!   node, which now finds its answer and goes on. The run's result is only the action, so
+//!   where several nodes can pause, give each its own action (`"ask_legal"`,
+//!   `"ask_manager"`) or let the pausing node note its name in the store.
 //!
 //! ```
 //! use miniflow::{Action, Flow, RunOptions, node_fn};

@@ -140,7 +140,8 @@ pub enum Event<'a> {
     Retry {
         /// The node (for a batch node, with the item's index: `"translate[3]"`).
         node: &'a NodePath<'a>,
-        /// The 0-based number of the attempt that failed.
+        /// The 0-based number of the attempt that failed, as [`Ctx::attempt`](crate::Ctx::attempt)
+        /// counts. The event's `Display` counts from 1, as people do: "attempt 1 failed".
         attempt: usize,
         /// Its error (a [`TimedOut`](crate::TimedOut) if it ran out of time).
         error: &'a Error,
@@ -196,7 +197,8 @@ impl fmt::Display for Event<'_> {
                 )
             }
             Event::Retry { node, attempt, error, delay } => {
-                write!(f, "`{node}` attempt {attempt} failed: {error}; retrying in {delay:?}")
+                let nth = attempt + 1; // people count attempts from 1
+                write!(f, "`{node}` attempt {nth} failed: {error}; retrying in {delay:?}")
             }
             Event::Fallback { node, error } => {
                 write!(f, "`{node}` falls back after its last attempt failed: {error}")
@@ -273,8 +275,11 @@ impl Drop for Ending<'_> {
 /// ```
 ///
 /// A `Trace` keeps one row per node path, so a batch flow's sub-runs get one row each
-/// (`"fan[0]/fetch"`, `"fan[1]/fetch"`, …). Give each run its own `Trace`; reused, it adds
-/// the runs up, with times measured from the first.
+/// (`"fan[0]/fetch"`, `"fan[1]/fetch"`, …), while a batch node's items share its one row (its
+/// `attempts` add up over the items). A nested flow's or `Parallel`'s row spans the rows of
+/// the nodes inside it, so to add up the time of the work itself, skip the rows that others
+/// extend (`"draft"` when `"draft/write"` is there). Give each run its own `Trace`; reused, it
+/// adds the runs up, with times measured from the first.
 #[derive(Debug, Default)]
 pub struct Trace {
     state: Mutex<(Option<Instant>, Vec<TraceRow>)>,

@@ -71,6 +71,268 @@ fn hello() {
 }
 
 #[test]
+fn agent() {
+    let out = run("agent", &[], None);
+    assert_lines(
+        &out,
+        &[
+            "decide [attempt 0]: could not read the reply: expected a line `action: search` or `action: answer`, got \"Good question! I think we should first f…\"",
+            "decide [attempt 1]: search \"Ferris crab mascot\" (I need to know which language has Ferris as its mascot.)",
+            "search: \"Ferris crab mascot\" found Ferris, Crabs",
+            "search: \"Rust history 1.0 release\" found Rust 1.0, Rust history",
+            "decide [attempt 0]: answer (The notes cover both halves of the question.)",
+            "searches: Ferris crab mascot | Rust history 1.0 release",
+            "answer: Ferris the crab is the mascot of Rust, which Graydon Hoare started in 2006 as a personal project. Rust 1.0 was released on 15 May 2015.",
+        ],
+    );
+}
+
+#[test]
+fn batch() {
+    let out = run("batch", &[], None);
+    assert_lines(
+        &out,
+        &[
+            "text: Small steps make great journeys.",
+            "1. French: Les petites étapes font les grands voyages.",
+            "3. German: Kleine Schritte machen große Reisen.",
+            "8. Japanese: 小さな一歩が大きな旅になる。",
+            "one at a time, in input order: yes",
+            "four at once, in input order: yes",
+        ],
+    );
+}
+
+#[test]
+fn map_reduce() {
+    let out = run("map-reduce", &[], None);
+    assert_lines(
+        &out,
+        &[
+            "Ana Lima: qualified (six years of Rust and Go services run in production)",
+            "Ben Okafor: not qualified (a designer with no backend experience)",
+            "Chen Wei: qualified (five years of C++ and Rust, and owns a production system)",
+            "Eli Brandt: qualified (five years of Go and of running production services)",
+            "3 of 6 candidates qualify: Ana Lima, Chen Wei, Eli Brandt",
+        ],
+    );
+}
+
+#[test]
+fn nested_batch() {
+    let out = run("nested-batch", &[], None);
+    assert_lines(
+        &out,
+        &[
+            "class 3a",
+            "  Ada   92 88 95 90  average 91.25",
+            "  class average 80.1875",
+            "class 3b",
+            "  Emil  88 84 90 86  average 87",
+            "  class average 81.55",
+            "class 4a",
+            "  Max   84 88 86 87  average 86.25",
+            "  class average 79.5",
+        ],
+    );
+}
+
+#[test]
+fn retry_fallback() {
+    let out = run("retry-fallback", &[], None);
+    let overloaded = "the model is overloaded (HTTP 503), try again later";
+    let failed_1 = format!("  observer: `ask` attempt 1 failed ({overloaded}); next in 5ms");
+    let failed_2 = format!("  observer: `ask` attempt 2 failed ({overloaded}); next in 10ms");
+    assert_lines(
+        &out,
+        &[
+            "1. a model that is overloaded twice, then answers",
+            &failed_1,
+            &failed_2,
+            "  exec: attempt 3 of 3",
+            "  answer (model): It stops calling a failing service for a while, so the service can recover and callers fail fast instead of waiting.",
+            "  the model was called 3 times",
+            "2. a model that is always down",
+            "  fallback: all 3 attempts failed; answering with a canned reply",
+            "  the model was called 3 times",
+            "3. a model slower than the node's 50 ms timeout",
+            "  observer: `ask` attempt 1 failed (exec timed out after 50ms); next in 5ms",
+            "  fallback: all 3 attempts timed out; answering with a canned reply",
+        ],
+    );
+}
+
+#[test]
+fn supervisor() {
+    let out = run("supervisor", &[], None);
+    assert_lines(
+        &out,
+        &[
+            "agent/decide: search \"kettle limescale descale vinegar\"",
+            "agent/search: found 3 documents",
+            "agent/answer: Fill the kettle with vinegar, add a splash of bleach to make it work faster, boil it and leave it overnight.",
+            "supervisor: rejected, back to the agent: Mixing bleach with vinegar releases toxic chlorine gas; the answer must never suggest it.",
+            "agent/decide: answer now",
+            "supervisor: approved: Safe, and it follows the notes.",
+            "the run ended with \"approved\" after 1 rejection(s)",
+        ],
+    );
+}
+
+#[test]
+fn multi_agent() {
+    let out = run("multi-agent", &[], None);
+    assert_lines(
+        &out,
+        &[
+            "the hinter's secret word: \"nostalgic\"",
+            "hinter  > hint 1: It is a feeling that looks back in time.",
+            "guesser > Regret",
+            "hinter  > no, that is not it",
+            "hinter  > hint 3: It is the adjective for a bittersweet longing for the past.",
+            "guesser > Nostalgic",
+            "hinter  > yes! the word was \"nostalgic\"",
+            "the hinter ended with \"won\", the guesser with \"won\", after 3 hints and 3 guesses",
+        ],
+    );
+}
+
+/// The chat's turns, whether they come from `--script` or from a pipe.
+const CHAT: [&str; 6] = [
+    "you> Hi! My name is Ada.",
+    "bot> Nice to meet you, Ada! What shall we talk about?",
+    "you> What is my name?",
+    "bot> Your name is Ada; you told me in message 1.",
+    "you> exit",
+    "Goodbye! (3 turns)",
+];
+
+#[test]
+fn chat_from_a_script_file() {
+    assert_lines(&run("chat", &["--script", "examples/chat.script"], None), &CHAT);
+}
+
+#[test]
+fn chat_from_a_pipe() {
+    assert_lines(&run("chat", &[], Some("examples/chat.script")), &CHAT);
+}
+
+#[test]
+fn chat_with_no_input_says_goodbye() {
+    assert_eq!(run("chat", &[], None), "Goodbye! (0 turns)\n");
+}
+
+#[test]
+fn soundtrack() {
+    let out = run("soundtrack", &[], None);
+    assert_lines(
+        &out,
+        &[
+            "movie: Casablanca",
+            "song: Letters of Transit",
+            "sung by: Rick Blaine and Ilsa Lund",
+            "BOTH: Letters of transit, signed in the rain,",
+            "Vera Strand: A tidy AABB scheme and a chorus that resolves exactly where the ear expects. Competent, if a little too polite.",
+            "Ruth Calder: Rhyming 'key' with 'me' should be a crime. Two stars, one of them for the fog.",
+        ],
+    );
+    // The trace table: one row per node, the parallel branches under the Parallel node.
+    let rows: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    for node in ["ideas/song", "ideas/characters", "ideas", "lyrics", "critics"] {
+        assert!(rows.contains(&node), "no trace row for {node} in:\n{out}");
+    }
+}
+
+#[test]
+fn durable() {
+    let out = run("durable", &[], None);
+    assert_lines(
+        &out,
+        &[
+            "  nodes run: fetch, subtotal, discount, tax, publish",
+            "  -- checkpoint 3 saved: `tax` runs next",
+            "  -- power cut! finished before it: fetch, subtotal, discount",
+            "  loaded the checkpoint: resuming at `tax`",
+            "  nodes run: tax, publish",
+            "runs 2 and 3 together ran each node once: fetch, subtotal, discount, tax, publish",
+            "resumed invoices equal the uninterrupted run's: true",
+            "receipt: 2024-06: 3 invoices, 313.07 in all",
+        ],
+    );
+}
+
+#[test]
+fn human_in_the_loop() {
+    let out = run("human-in-the-loop", &[], None);
+    assert_lines(
+        &out,
+        &[
+            "  drafted reply v1",
+            "  paused at `ask_human`, ticket saved",
+            "session 2: the reviewer reads draft v1",
+            "  reviewer (scripted): revise: Say when the refund will arrive (within 5 business days), and that she does not need to send the lamp back.",
+            "  drafted reply v2",
+            "  reviewer (scripted): approve",
+            "  sent reply v2 to the customer",
+            "the flow ended with \"sent\" after 3 sessions and 2 drafts",
+        ],
+    );
+}
+
+#[test]
+fn observe() {
+    let out = run("observe", &[], None);
+    assert_lines(
+        &out,
+        &[
+            "[draft] started",
+            "[draft/write] started",
+            "A honeybee that finds flowers comes home and dances. Its waggle run points toward the food, measured against the sun, and its length tells how far away it is. Sisters follow the steps, then fly straight there, so one good find feeds the whole hive.",
+            "[title] started",
+            "title: The Waggle Dance",
+            "the tokens add up to the stored text: true",
+            "flowchart TD",
+            "    n_start((\"start\")) --> n_0",
+            "    subgraph n_0[\"draft\"]",
+            "        n_0_0 --> n_0_1",
+            "    n_0 --> n_1",
+        ],
+    );
+}
+
+#[test]
+fn observe_streams_a_real_servers_answer() {
+    // The server answers like a model would: the paragraph streamed in pieces, the outline
+    // and the title whole, with the decoration real models add.
+    let (url, seen) = loopback::serve_with(|request| {
+        let prompt = loopback::last_prompt(request);
+        if request.body["stream"] == true {
+            loopback::streamed(&["Bees ", "dance ", "to share ", "where food is."])
+        } else if prompt.contains("outline") {
+            loopback::completion("```\n- Dance\n- Direction\n- Distance\n```")
+        } else {
+            loopback::completion("**Bee Talk**")
+        }
+    });
+    let env = [("MINIFLOW_BASE_URL", url.as_str()), ("MINIFLOW_MODEL", "tiny")];
+    let out = cargo_run("observe", &[], None, &env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_lines(
+        &stdout,
+        &[
+            "[draft/write] started",
+            "Bees dance to share where food is.",
+            "title: Bee Talk",
+            "outline: Dance; Direction; Distance",
+            "the tokens add up to the stored text: true",
+        ],
+    );
+    let streamed = seen.try_iter().filter(|request| request.body["stream"] == true).count();
+    assert_eq!(streamed, 1, "one streamed request, for the paragraph");
+}
+
+#[test]
 fn hello_asks_the_server_the_environment_names() {
     let (url, seen) = loopback::serve(vec![loopback::completion("Forty-two, of course.")]);
     let env = [

@@ -1,11 +1,11 @@
 //! Resuming runs: `RunOptions::start_at` (start at a named node of the outermost flow, or fail
 //! with `UnknownNode` before any node runs), `RunOptions::checkpoint` (called after every
 //! outermost node that leads on to another, with the store as the posts left it and the next
-//! node's name; never at the end, never inside a nested flow), and the two uses they are made
-//! for: resuming after a crash (a failed `exec`, or a run future dropped mid-`exec`) reaches
-//! the same final store as a run that never stopped, without running the finished nodes
-//! again; and a human in the loop, where a run ends on "ask_human" and resumes at the node
-//! that asked once the answer is in the store.
+//! node's name; never at the end, never inside a nested flow; a failed save stops the run),
+//! and the two uses they are made for: resuming after a crash (a failed `exec`, or a run
+//! future dropped mid-`exec`) reaches the same final store as a run that never stopped,
+//! without running the finished nodes again; and a human in the loop, where a run ends on
+//! "ask_human" and resumes at the node that asked once the answer is in the store.
 
 mod common;
 
@@ -75,8 +75,10 @@ fn run_recording<S: Send + Clone>(
     start_at: Option<&str>,
 ) -> (Result<Action, FlowError>, Vec<(S, String)>) {
     let calls = Mutex::new(Vec::new());
-    let mut options = RunOptions::new()
-        .checkpoint(|s: &S, next: &str| calls.lock().unwrap().push((s.clone(), next.to_string())));
+    let mut options = RunOptions::new().checkpoint(|s: &S, next: &str| {
+        calls.lock().unwrap().push((s.clone(), next.to_string()));
+        Ok(())
+    });
     if let Some(name) = start_at {
         options = options.start_at(name);
     }
@@ -208,6 +210,31 @@ fn checkpoint_is_not_called_for_a_failing_node() {
         "{err:?}"
     );
     assert_eq!(calls, [(vec!["a"], "b".to_string())]);
+}
+
+#[test]
+fn a_checkpoint_that_fails_stops_the_run_before_the_next_node() {
+    let saves = AtomicUsize::new(0);
+    let options = RunOptions::new().checkpoint(|_: &Visits, _: &str| {
+        match saves.fetch_add(1, Ordering::Relaxed) {
+            0 => Ok(()),
+            _ => Err(failure("the disk is full")),
+        }
+    });
+    let mut visits = Visits::new();
+
+    let err = run_with(&chain(), &mut visits, options).unwrap_err();
+
+    assert!(matches!(&err, FlowError::Checkpoint { node, .. } if node == "c"), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the checkpoint before node `c` could not be saved, so the run stopped before it"
+    );
+    assert_eq!(std::error::Error::source(&err).unwrap().to_string(), "the disk is full");
+    assert_eq!(err.node(), Some("c"));
+    // `a` and `b` ran and their posts stay; `c` did not run without its save.
+    assert_eq!(visits, ["a", "b"]);
+    assert_eq!(saves.into_inner(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -391,7 +418,8 @@ fn a_run_resumed_from_its_checkpoint_after_an_exec_error_ends_like_an_uninterrup
     let flow = pipeline(&log, Fault::FailOn(2));
     let saved = Saved::default();
     let options = RunOptions::new().checkpoint(|doc: &Doc, next: &str| {
-        *saved.lock().unwrap() = Some((doc.clone(), next.into()))
+        *saved.lock().unwrap() = Some((doc.clone(), next.into()));
+        Ok(())
     });
     let mut doc = Doc::default();
 
@@ -417,7 +445,8 @@ fn a_run_resumed_from_its_checkpoint_after_its_future_was_dropped_ends_like_an_u
     let flow = pipeline(&log, Fault::HangOn(2));
     let saved = Saved::default();
     let options = RunOptions::new().checkpoint(|doc: &Doc, next: &str| {
-        *saved.lock().unwrap() = Some((doc.clone(), next.into()))
+        *saved.lock().unwrap() = Some((doc.clone(), next.into()));
+        Ok(())
     });
     let mut doc = Doc::default();
     {
@@ -441,7 +470,10 @@ fn a_run_resumed_twice_still_ends_like_an_uninterrupted_one() {
     // The first run fails in its second fetch; the resumed run gets one fetch further and
     // fails in its second fetch too; a second resume finishes the work.
     let saved = Saved::default();
-    let save = |doc: &Doc, next: &str| *saved.lock().unwrap() = Some((doc.clone(), next.into()));
+    let save = |doc: &Doc, next: &str| {
+        *saved.lock().unwrap() = Some((doc.clone(), next.into()));
+        Ok(())
+    };
 
     let first_log = Log::default();
     let mut doc = Doc::default();

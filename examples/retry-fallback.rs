@@ -1,0 +1,151 @@
+//! Retries, backoff, timeouts and a fallback: a node that keeps working when its model does
+//! not.
+//!
+//! Calls to a model fail now and then — the server is overloaded, the connection drops, the
+//! answer takes forever. A node says how to cope in three small methods: `max_retries` is how
+//! many times `exec` is tried in all, `wait` is the pause between tries (here an exponential
+//! backoff: each pause twice the last, up to a cap), and `timeout` cuts one try short. When
+//! every try has failed, `exec_fallback` gets the last error and may answer instead — with a
+//! canned reply, a cached one, a cheaper model — or give up, failing the run.
+//!
+//! The same node asks the same question three times, of three models: one that is overloaded
+//! twice and then answers (the retries fix it), one that is always down (the fallback
+//! answers), and one too slow for the node's timeout (every try times out; the fallback
+//! answers). An observer prints each retry as the run reports it; `exec` prints its attempt
+//! number from [`Ctx::attempt`].
+//!
+//! Run with: `cargo run --example retry-fallback`. Offline the answers come from a stand-in;
+//! set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to ask a real model (see `support/mod.rs`)
+//! behind the same simulated failures.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use miniflow::{Action, Ctx, Error, Event, Flow, Node, Params, Result, RunOptions, TimedOut, Wait};
+use support::{Flaky, Model, Rules, Slow};
+
+mod support;
+
+/// The shared store: the question and how it was answered.
+#[derive(Debug, Default)]
+struct Store {
+    question: String,
+    answer: Option<Answer>,
+}
+
+#[derive(Debug)]
+struct Answer {
+    text: String,
+    /// Whether `exec_fallback` wrote it rather than the model.
+    canned: bool,
+}
+
+/// Asks the model the store's question, trying up to three times.
+struct Ask {
+    model: Arc<dyn Model>,
+    /// The longest one try may take, if there is a limit.
+    timeout: Option<Duration>,
+}
+
+impl Node<Store> for Ask {
+    type Prep = String;
+    type Output = Answer;
+
+    fn prep(&self, store: &Store, _params: &Params) -> Result<String> {
+        Ok(store.question.clone())
+    }
+
+    async fn exec(&self, question: &String, cx: Ctx<'_>) -> Result<Answer> {
+        // `attempt` is 0-based: 0 is the first try.
+        println!("  exec: attempt {} of {}", cx.attempt() + 1, cx.max_retries());
+        let text = self.model.ask(question).await?;
+        Ok(Answer { text: text.trim().to_string(), canned: false })
+    }
+
+    /// Called once every attempt has failed, with the last error. Returning `Ok` hands `post`
+    /// an answer as if `exec` had produced it; returning the error would fail the run.
+    async fn exec_fallback(&self, _question: &String, error: Error, cx: Ctx<'_>) -> Result<Answer> {
+        let why = if error.is::<TimedOut>() { "timed out" } else { "failed" };
+        println!(
+            "  fallback: all {} attempts {why}; answering with a canned reply",
+            cx.max_retries()
+        );
+        let text = "The assistant cannot answer right now. Please try again in a few minutes.";
+        Ok(Answer { text: text.to_string(), canned: true })
+    }
+
+    fn post(&self, store: &mut Store, _question: String, answer: Answer) -> Result<Action> {
+        store.answer = Some(answer);
+        Ok(Action::DEFAULT)
+    }
+
+    /// Three tries in all: the first and two retries.
+    fn max_retries(&self) -> usize {
+        3
+    }
+
+    /// 5 ms after the first failure, then 10 ms, never more than 40 ms. Kept short so the
+    /// example runs fast; against a real rate-limited server, start at half a second or so.
+    fn wait(&self) -> Wait {
+        Wait::exponential(Duration::from_millis(5), Duration::from_millis(40))
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+}
+
+/// The offline stand-in's answer.
+fn stand_in(_prompt: &str) -> String {
+    "It stops calling a failing service for a while, so the service can recover and callers \
+     fail fast instead of waiting."
+        .to_string()
+}
+
+/// Asks `model` the question through a one-node flow, printing what happens.
+fn ask(model: Arc<dyn Model>, timeout: Option<Duration>) -> Result<Answer> {
+    let mut flow = Flow::new();
+    flow.add("ask", Ask { model, timeout });
+
+    // The observer sees every retry the run makes: which node, which attempt, why, and the
+    // pause before the next one (the backoff's setting, not a measured time). Its `attempt` is
+    // 0-based, like `Ctx::attempt`; printed 1-based here to match `exec`'s lines.
+    let observer = |event: &Event<'_>| {
+        if let Event::Retry { node, attempt, error, delay, .. } = event {
+            println!(
+                "  observer: `{node}` attempt {} failed ({error}); next in {delay:?}",
+                attempt + 1
+            );
+        }
+    };
+    let mut store = Store {
+        question: "In one sentence: what does a circuit breaker do in a distributed system?"
+            .to_string(),
+        answer: None,
+    };
+    smol::block_on(flow.run_with(&mut store, RunOptions::new().observer(&observer)))?;
+    store.answer.ok_or_else(|| "the flow ended without an answer".into())
+}
+
+fn main() -> miniflow::Result<()> {
+    let model = support::model(Rules::new(stand_in))?;
+    let print = |answer: &Answer| {
+        let from = if answer.canned { "fallback" } else { "model" };
+        println!("  answer ({from}): {}", answer.text);
+    };
+
+    println!("1. a model that is overloaded twice, then answers");
+    let flaky = Arc::new(Flaky::new(model.clone(), 2));
+    print(&ask(flaky.clone(), None)?);
+    println!("  the model was called {} times", flaky.calls());
+
+    println!("2. a model that is always down");
+    let down = Arc::new(Flaky::new(model.clone(), usize::MAX));
+    print(&ask(down.clone(), None)?);
+    println!("  the model was called {} times", down.calls());
+
+    println!("3. a model slower than the node's 50 ms timeout");
+    let slow = Slow::new(model, Duration::from_millis(200));
+    print(&ask(Arc::new(slow), Some(Duration::from_millis(50)))?);
+    Ok(())
+}
