@@ -176,7 +176,8 @@ impl Model for Remembers {
 
 /// The name in "... my name is Ada ...", if the turn says it.
 fn name_in(turn: &str) -> Option<&str> {
-    let at = turn.to_lowercase().find("my name is ")? + "my name is ".len();
+    // ASCII lowercase keeps every byte where it was, so `at` is an index into `turn` too.
+    let at = turn.to_ascii_lowercase().find("my name is ")? + "my name is ".len();
     let word = turn[at..].split(|c: char| !c.is_alphanumeric()).next()?;
     (!word.is_empty()).then_some(word)
 }

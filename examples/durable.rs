@@ -135,7 +135,8 @@ impl Node<Books> for Tax {
 ///
 /// This is the one step with an effect outside the store. If the power goes out after the
 /// service has the invoices but before `post` has run, the resumed run sends them again; a
-/// real service is told an idempotency key (here: the month) so that it ignores the repeat.
+/// real service would be told an idempotency key (the month would do) so that it ignores
+/// the repeat.
 struct Publish;
 
 impl Node<Books> for Publish {
@@ -202,6 +203,10 @@ fn build() -> Result<Flow<Books>> {
 /// Saves a checkpoint so that a crash at any moment leaves either the old file or the new
 /// one, never half of one: write a temporary file, flush it to the disk, then rename it over
 /// the old one (a rename within one directory is atomic).
+///
+/// The checkpoint hook is synchronous and the run waits for it, on the executor's thread.
+/// A small local file is fine there; a service that saves to a slow disk or over the network
+/// would rather hand the store to a writer task (through a channel) and keep the hook quick.
 fn save(path: &Path, books: &Books, next: &str) -> Result<()> {
     let checkpoint = Checkpoint { next: next.to_string(), books: books.clone() };
     let temp = path.with_extension("json.tmp");

@@ -38,7 +38,8 @@ impl Node<Store> for Answer {
     }
 
     async fn exec(&self, question: &String, cx: Ctx<'_>) -> Result<String> {
-        println!("exec: answering (attempt {})", cx.attempt());
+        // `Ctx::attempt` counts from 0; people count attempts from 1.
+        println!("exec: answering (attempt {})", cx.attempt() + 1);
         self.model.ask(question).await
     }
 

@@ -7,17 +7,18 @@
 //! once per student of that class with `student = "Ada"`, and the node at the bottom sees
 //! both, so it knows exactly whose grades to average and where to write the result.
 //!
-//! Each sub-run writes its own slot in the store (keyed by class and student), never a shared
-//! scratch field: the runs here go one after another, but the same flows would stay correct
-//! with a concurrent [`BatchAsyncFlow`](miniflow::BatchAsyncFlow). No model is involved; the
-//! grades are data in the example, and every student has four of them so that every average
-//! is an exact decimal.
+//! The classes are worked on two at a time by a [`BatchAsyncFlow`] (the concurrent twin of
+//! `BatchFlow`), the students of a class one after another by a `BatchFlow`. That is safe
+//! because each sub-run writes its own slot in the store (keyed by class and student), never
+//! a shared scratch field that two classes could overwrite. No model is involved; the grades
+//! are data in the example, and every student has four of them so that every average is an
+//! exact decimal.
 //!
 //! Run with: `cargo run --example nested-batch`
 
 use std::collections::BTreeMap;
 
-use miniflow::{Action, BatchFlow, Ctx, Flow, Node, Params, Result};
+use miniflow::{Action, BatchAsyncFlow, BatchFlow, Ctx, Flow, Node, Params, Result};
 
 /// The shared store: the grades going in, the averages coming out. Maps are keyed by class,
 /// then student, so every sub-run has a slot of its own.
@@ -166,10 +167,13 @@ fn main() -> miniflow::Result<()> {
     let class_average = class.add("class_average", ClassAverage);
     class.then(students, class_average)?;
 
-    // The school: a batch flow over the classes, one sub-run with `class` set for each.
-    let classes = BatchFlow::new(class, |store: &Store, _params: &Params| {
+    // The school: a batch flow over the classes, one sub-run with `class` set for each, two
+    // classes in flight at once. Their sub-runs interleave, but every `post` writes under its
+    // own class, so the report comes out the same as one class after another.
+    let classes = BatchAsyncFlow::new(class, |store: &Store, _params: &Params| {
         Ok(store.grades.keys().map(|class| Params::new().with("class", class.clone())).collect())
-    });
+    })
+    .max_in_flight(2);
     let mut school = Flow::new();
     school.add("classes", classes);
 

@@ -61,7 +61,7 @@ fn hello() {
         &out,
         &[
             "prep: reading the question from the store",
-            "exec: answering (attempt 0)",
+            "exec: answering (attempt 1)",
             "post: writing the answer to the store",
             "question: What is the answer to life, the universe and everything?",
             "answer:   42",

@@ -32,6 +32,7 @@
 #![allow(dead_code)] // each example uses its own part of this module
 
 pub mod openai;
+pub mod text;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -136,8 +137,12 @@ impl Scripted {
 
 impl Model for Scripted {
     fn chat<'a>(&'a self, _: &'a [Message]) -> BoxFuture<'a, Result<String>> {
-        let next = self.replies.lock().unwrap().pop_front();
-        Box::pin(async move { next.ok_or_else(|| "the scripted model has no replies left".into()) })
+        // Taken when the call is polled, not when it is made: a call that is dropped unpolled
+        // (cancelled, timed out) leaves its reply for the next one.
+        Box::pin(async move {
+            let next = self.replies.lock().unwrap().pop_front();
+            next.ok_or_else(|| "the scripted model has no replies left".into())
+        })
     }
 }
 

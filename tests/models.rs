@@ -1,6 +1,7 @@
-//! The examples' OpenAI-compatible client against a loopback server that speaks the
-//! chat-completions protocol: a whole reply, a streamed reply, server errors (one of which a
-//! node's retry gets past) and a broken stream. No network beyond 127.0.0.1.
+//! The examples' support module: its OpenAI-compatible client against a loopback server
+//! that speaks the chat-completions protocol (a whole reply, a streamed reply, server errors
+//! — one of which a node's retry gets past — and a broken stream; no network beyond
+//! 127.0.0.1), its offline stand-in models, and its helpers that read what a model wrote.
 
 mod loopback;
 #[path = "../examples/support/mod.rs"]
@@ -15,7 +16,7 @@ use loopback::{Answer, STREAM_HEAD, chunk, completion, event_chunk, reply, serve
 use miniflow::{Action, Ctx, Event, Flow, Node, Params, Result, RunOptions};
 use serde_json::json;
 use support::openai::OpenAi;
-use support::{Message, Model};
+use support::{Flaky, Message, Model, Overloaded, Rules, Scripted, Slow, text};
 
 fn client(url: &str) -> OpenAi {
     OpenAi::new(url, "test-model", Some("sk-test".to_string()))
@@ -198,4 +199,89 @@ fn a_stream_that_breaks_off_is_an_error_not_a_short_answer() -> Result<()> {
     );
     assert_eq!(*pieces.lock().unwrap(), "HalfHalf", "the pieces before the break still arrived");
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stand-ins
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn scripted_replies_come_in_order_and_a_dropped_call_takes_none() -> Result<()> {
+    let model = Scripted::new(["one", "two"]);
+    let hi = [Message::user("hi")];
+    drop(model.chat(&hi)); // made but never polled: cancelled before it asked
+    assert_eq!(smol::block_on(model.chat(&hi))?, "one");
+    assert_eq!(smol::block_on(model.chat(&hi))?, "two");
+    let spent = smol::block_on(model.chat(&hi)).unwrap_err();
+    assert_eq!(spent.to_string(), "the scripted model has no replies left");
+    Ok(())
+}
+
+#[test]
+fn rules_answer_the_last_user_message() -> Result<()> {
+    let model = Rules::new(|prompt: &str| prompt.to_uppercase());
+    let chat = [Message::user("first"), Message::assistant("FIRST"), Message::user("second")];
+    assert_eq!(smol::block_on(model.chat(&chat))?, "SECOND");
+    Ok(())
+}
+
+#[test]
+fn flaky_fails_its_first_calls_then_passes_them_on() -> Result<()> {
+    let model = Flaky::new(Arc::new(Rules::new(|_: &str| "fine".to_string())), 2);
+    let hi = [Message::user("hi")];
+    for _ in 0..2 {
+        let err = smol::block_on(model.chat(&hi)).unwrap_err();
+        assert!(err.is::<Overloaded>(), "{err}");
+    }
+    assert_eq!(smol::block_on(model.chat(&hi))?, "fine");
+    assert_eq!(model.calls(), 3);
+    Ok(())
+}
+
+#[test]
+fn slow_streams_word_by_word_and_the_words_join_into_the_reply() -> Result<()> {
+    let inner = Arc::new(Rules::new(|_: &str| "three little words".to_string()));
+    let model = Slow::new(inner, Duration::from_millis(1));
+    let pieces = Mutex::new(Vec::new());
+    let token = |piece: &str| pieces.lock().unwrap().push(piece.to_string());
+    let reply = futures::executor::block_on(model.chat_stream(&[Message::user("hi")], &token))?;
+    assert_eq!(reply, "three little words");
+    assert_eq!(*pieces.lock().unwrap(), ["three ", "little ", "words"]);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading replies
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn body_drops_thinking_and_code_fences() {
+    let reply = "<think>\nmaybe action: search?\n</think>\n```yaml\naction: answer\n```\n";
+    assert_eq!(text::body(reply), "action: answer");
+    assert_eq!(text::body("<think>never closed"), "");
+    assert_eq!(text::body("  plain  "), "plain");
+}
+
+#[test]
+fn field_finds_a_key_in_any_case_and_markdown() {
+    let reply = "Sure!\n**Action:** `search`\nquery: \"Ferris the crab\"\n";
+    assert_eq!(text::field(reply, "action").as_deref(), Some("search"));
+    assert_eq!(text::field(reply, "QUERY").as_deref(), Some("Ferris the crab"));
+    assert_eq!(text::field(reply, "reason"), None);
+    // Thinking is not the answer: the field comes from what follows it.
+    let thinking = "<think>action: search</think>\naction: answer";
+    assert_eq!(text::field(thinking, "action").as_deref(), Some("answer"));
+}
+
+#[test]
+fn word_is_the_first_word_lowercase_without_punctuation() {
+    assert_eq!(text::word("Answer."), "answer");
+    assert_eq!(text::word("  approve, it is safe"), "approve");
+    assert_eq!(text::word(""), "");
+}
+
+#[test]
+fn lines_keep_what_the_reply_says() {
+    let reply = "Here are the two characters:\n\n1. Rick Blaine\n- \"Ilsa Lund\"\n* **Victor**\n";
+    assert_eq!(text::lines(reply), ["Rick Blaine", "Ilsa Lund", "Victor"]);
 }
