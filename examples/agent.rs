@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use miniflow::{Action, Ctx, Flow, Node, Params, Result, RunOptions};
-use support::{Model, Rules};
+use support::{Model, Rules, text};
 
 mod support;
 
@@ -80,13 +80,15 @@ impl Node<Research> for Decide {
         // A reply we cannot read is an error like a failed request: returning it makes the
         // flow call `exec` again (see `max_retries`), and a model that rambled once usually
         // follows the format on the next try.
+        // `Ctx::attempt` counts from 0; people count tries from 1.
+        let attempt = cx.attempt() + 1;
         match parse_decision(&reply) {
             Ok(decision) => {
-                println!("decide [attempt {}]: {decision}", cx.attempt());
+                println!("decide [attempt {attempt}]: {decision}");
                 Ok(decision)
             }
             Err(error) => {
-                println!("decide [attempt {}]: could not read the reply: {error}", cx.attempt());
+                println!("decide [attempt {attempt}]: could not read the reply: {error}");
                 Err(error)
             }
         }
@@ -134,41 +136,35 @@ fn decision_prompt(research: &Research) -> String {
 
 /// Reads the model's `key: value` lines into a [`Decision`].
 ///
-/// Real models wrap such lines in code fences, add blank lines, bold the keys or capitalize
-/// the action; all of that is accepted. Anything else is an error that says what was expected
-/// and shows the start of the reply.
+/// Real models wrap such lines in code fences, add blank lines, bold the keys, capitalize
+/// the action or end it with a full stop; [`text::field`] and [`text::word`] accept all of
+/// that. Anything else is an error that says what was expected and shows the start of the
+/// reply.
 fn parse_decision(reply: &str) -> Result<Decision> {
-    let field = |name: &str| -> Option<String> {
-        reply.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            let key = key.trim_matches(|c: char| c.is_whitespace() || "-*`#".contains(c));
-            let value = value.trim_matches(|c: char| c.is_whitespace() || "*`\"".contains(c));
-            key.eq_ignore_ascii_case(name).then(|| value.to_string())
-        })
-    };
-    let reason = field("reason").unwrap_or_default();
-    let Some(action) = field("action") else {
+    let reason = text::field(reply, "reason").unwrap_or_default();
+    let Some(action) = text::field(reply, "action") else {
         return Err(format!(
             "expected a line `action: search` or `action: answer`, got {:?}",
             shorten(reply)
         )
         .into());
     };
-    match action.to_lowercase().as_str() {
-        "search" => match field("query").filter(|q| !q.is_empty()) {
+    // `word` keeps the first word, lowercase and without punctuation: "Answer." is "answer".
+    match text::word(&action).as_str() {
+        "search" => match text::field(reply, "query").filter(|q| !q.is_empty()) {
             Some(query) => Ok(Decision::Search { query, reason }),
             None => Err("the action is `search` but there is no `query:` line".into()),
         },
         "answer" => Ok(Decision::Answer { reason }),
-        other => Err(format!("unknown action {other:?}; expected `search` or `answer`").into()),
+        _ => Err(format!("unknown action {action:?}; expected `search` or `answer`").into()),
     }
 }
 
-/// The reply's first line of text (not a code fence), cut to 40 characters: enough to
-/// recognize the reply in an error.
-fn shorten(text: &str) -> String {
-    let mut lines = text.lines().map(str::trim);
-    let line = lines.find(|line| !line.is_empty() && !line.starts_with("```")).unwrap_or("");
+/// The reply's first line of text, without fences or a `<think>` block, cut to 40
+/// characters: enough to recognize the reply in an error.
+fn shorten(reply: &str) -> String {
+    let body = text::body(reply);
+    let line = body.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or("");
     match line.char_indices().nth(40) {
         Some((end, _)) => format!("{}…", &line[..end]),
         None => line.to_string(),
@@ -317,7 +313,8 @@ impl Node<Research> for Answer {
     }
 
     async fn exec(&self, prompt: &String, _: Ctx<'_>) -> Result<String> {
-        Ok(self.model.ask(prompt).await?.trim().to_string())
+        // `body` drops what a model may wrap the answer in: fences, a `<think>` block.
+        Ok(text::body(&self.model.ask(prompt).await?))
     }
 
     fn post(&self, research: &mut Research, _: String, answer: String) -> Result<Action> {
@@ -390,6 +387,7 @@ fn main() -> miniflow::Result<()> {
     // step limit turns that into an error that lists the nodes it was looping through. Each
     // round is two node runs (decide, search), so 12 leaves room for five searches.
     let options = RunOptions::new().max_steps(12);
+    // Any executor can run a flow: smol here, `tokio` or `futures::executor::block_on` too.
     smol::block_on(flow.run_with(&mut research, options))?;
 
     println!("searches: {}", research.searches.join(" | "));

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use miniflow::{Action, BatchNode, Ctx, Flow, Params, Result};
-use support::{Model, Rules, Slow};
+use support::{Model, Rules, Slow, text};
 
 mod support;
 
@@ -68,9 +68,14 @@ impl BatchNode<Store> for Translate {
             request.language, request.text
         );
         let reply = self.model.ask(&prompt).await?;
-        clean(&reply).ok_or_else(|| {
-            format!("the model sent an empty translation into {}", request.language).into()
-        })
+        // Without a code fence or a `<think>` block, and without the quotes models like to put
+        // around a translation (straight, curly or French ones).
+        let body = text::body(&reply);
+        let translation = body.trim_matches(|c| matches!(c, '"' | '“' | '”' | '«' | '»')).trim();
+        match translation.is_empty() {
+            true => Err(format!("the model sent no translation into {}", request.language).into()),
+            false => Ok(translation.to_string()),
+        }
     }
 
     fn post(
@@ -87,19 +92,6 @@ impl BatchNode<Store> for Translate {
     fn max_in_flight(&self) -> usize {
         self.in_flight
     }
-}
-
-/// A model's reply without what real models like to wrap a translation in: whitespace, a
-/// code fence, quotes. `None` when nothing is left.
-fn clean(reply: &str) -> Option<String> {
-    let mut text = reply.trim();
-    if let Some(fenced) = text.strip_prefix("```") {
-        // Drop the fence's first line (it may name a language) and the closing fence.
-        let body = fenced.split_once('\n').map_or("", |(_, body)| body);
-        text = body.trim_end().trim_end_matches("```").trim();
-    }
-    let text = text.trim_matches(|c| matches!(c, '"' | '“' | '”' | '«' | '»')).trim();
-    (!text.is_empty()).then(|| text.to_string())
 }
 
 /// The offline stand-in: a fixed table of translations of the example's one text, picked by

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use miniflow::{Action, Ctx, Flow, Node, Params, Result, RunOptions, node_fn};
 use serde::{Deserialize, Serialize};
-use support::{Message, Model, Rules};
+use support::{Message, Model, Rules, text};
 
 mod support;
 
@@ -101,7 +101,13 @@ impl Node<Ticket> for DraftReply {
 
     async fn exec(&self, messages: &Vec<Message>, _: Ctx<'_>) -> Result<String> {
         let reply = self.model.chat(messages).await?;
-        email_body(&reply)
+        // `body` drops the code fence some models put around an email (and a reasoning
+        // model's `<think>` block), and the blank space around it.
+        let email = text::body(&reply);
+        match email.is_empty() {
+            true => Err(format!("the model's answer holds no email: {reply:?}").into()),
+            false => Ok(email),
+        }
     }
 
     fn post(&self, ticket: &mut Ticket, _: Vec<Message>, draft: String) -> Result<Action> {
@@ -114,21 +120,6 @@ impl Node<Ticket> for DraftReply {
 
     fn max_retries(&self) -> usize {
         2 // a real model server sometimes fails a request
-    }
-}
-
-/// The email in a model's answer: without the code fence some models put around it, and
-/// without blank space around it.
-fn email_body(reply: &str) -> Result<String> {
-    let mut body = reply.trim();
-    if let Some(fenced) = body.strip_prefix("```") {
-        // Drop the fence line (which may name a language, like "```text") and the closing one.
-        let inside = fenced.split_once('\n').map_or("", |(_, rest)| rest);
-        body = inside.trim_end().strip_suffix("```").unwrap_or(inside).trim();
-    }
-    match body.is_empty() {
-        true => Err(format!("the model's answer holds no email: {reply:?}").into()),
-        false => Ok(body.to_string()),
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use miniflow::{Action, BatchNode, Ctx, Flow, Node, Params, Result};
-use support::{Model, Rules, Slow};
+use support::{Model, Rules, Slow, text};
 
 mod support;
 
@@ -99,29 +99,23 @@ impl BatchNode<Store> for Evaluate {
 }
 
 /// Reads `qualified: yes|no` and `reason: …` out of a model's answer, tolerating what real
-/// models add: a code fence, bold markers, capitals, blank lines, a full stop after "yes".
+/// models add: a code fence, bold markers, capitals, blank lines, a full stop after "yes"
+/// ([`text::field`] finds the lines, [`text::word`] reads the first word of the verdict).
 /// On failure, says what is missing.
 fn parse(answer: &str) -> std::result::Result<(bool, String), &'static str> {
-    let (mut qualified, mut reason) = (None, None);
-    for line in answer.lines() {
-        let line = line.trim().trim_matches(|c| matches!(c, '*' | '`' | '-' | ' '));
-        let Some((key, value)) = line.split_once(':') else { continue };
-        let value = value.trim().trim_matches(|c| matches!(c, '*' | '.' | ' '));
-        match key.trim_matches(|c| matches!(c, '*' | ' ')).to_lowercase().as_str() {
-            // The first word decides: "Yes.", "no -- too junior" and "YES" all count.
-            "qualified" => match value.split(|c: char| !c.is_alphanumeric()).next() {
-                Some(word) if word.eq_ignore_ascii_case("yes") => qualified = Some(true),
-                Some(word) if word.eq_ignore_ascii_case("no") => qualified = Some(false),
-                _ => return Err("says neither yes nor no after `qualified:`"),
-            },
-            "reason" if !value.is_empty() => reason = Some(value.to_string()),
-            _ => {}
-        }
-    }
-    match (qualified, reason) {
-        (Some(qualified), Some(reason)) => Ok((qualified, reason)),
-        (None, _) => Err("has no `qualified: yes/no` line"),
-        (_, None) => Err("has no `reason:` line"),
+    let qualified = text::field(answer, "qualified").ok_or("has no `qualified: yes/no` line")?;
+    // The first word decides: "Yes.", "no -- too junior" and "YES" all count.
+    let qualified = match text::word(&qualified).as_str() {
+        "yes" => true,
+        "no" => false,
+        _ => return Err("says neither yes nor no after `qualified:`"),
+    };
+    let reason = text::field(answer, "reason").unwrap_or_default();
+    // The reason is printed inside parentheses: its full stop would be one too many.
+    let reason = reason.trim_end_matches('.').trim();
+    match reason.is_empty() {
+        true => Err("has no `reason:` line"),
+        false => Ok((qualified, reason.to_string())),
     }
 }
 
@@ -201,7 +195,8 @@ fn stand_in(prompt: &str) -> String {
         ("Ben Okafor", "**Qualified:** No\n**Reason:** a designer with no backend experience."),
         (
             "Chen Wei",
-            "```\nqualified: yes\nreason: five years of C++ and Rust, and owns a production system.\n```",
+            "```\nqualified: yes\n\
+             reason: five years of C++ and Rust, and owns a production system.\n```",
         ),
         (
             "Dara Novak",

@@ -12,14 +12,14 @@
 //! other is dropped rather than left waiting for a message that will never come.
 //!
 //! Run with: `cargo run --example multi-agent`. Offline both agents are rule-based stand-ins;
-//! set MINIFLOW_BASE_URL and MINIFLOW_MODEL to let a real model play both parts (see
-//! support/mod.rs).
+//! set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to let a real model play both parts (see
+//! `support/mod.rs`).
 
 use std::sync::Arc;
 
 use miniflow::{Action, Ctx, Flow, Node, Params, Result};
 use smol::channel::{self, Receiver, Sender};
-use support::{Message, Model, Rules};
+use support::{Message, Model, Rules, text};
 
 mod support;
 
@@ -94,14 +94,15 @@ impl Node<Hinter> for GiveHint {
             job.hints.len() + 1
         );
         let reply = self.model.chat(&[Message::system(system), Message::user(user)]).await?;
-        let hint = clean_line(&reply);
+        // The first line that says something: without fences, quotes or a "Here is a hint:".
+        let hint = text::lines(&reply).into_iter().next().unwrap_or_default();
         // The prompt asks the model not to give the word away; the code checks that it did not
         // write the word itself. An error is a failed attempt: the node tries again (see
         // `max_retries`), and gives up with this error after the last one.
         if hint.is_empty() {
             return Err(format!("no hint in the model's reply {reply:?}").into());
         }
-        if normalise(&hint).contains(&normalise(&job.secret)) {
+        if hint.to_lowercase().contains(&job.secret.to_lowercase()) {
             return Err(format!("the hint gives the secret word away: {hint:?}").into());
         }
         // Only a hint that passed the checks is sent: a retried attempt sends nothing twice.
@@ -136,8 +137,8 @@ impl Node<Hinter> for HearGuess {
     }
 
     fn post(&self, store: &mut Hinter, _: Receiver<String>, guess: String) -> Result<Action> {
-        // Compare the words, not the spelling: "Nostalgic." is a right answer.
-        store.solved = normalise(&guess) == normalise(&store.secret);
+        // The guesser sends a bare word (see `one_word`); its case does not matter.
+        store.solved = guess.eq_ignore_ascii_case(&store.secret);
         store.guesses.push(guess);
         Ok(if store.solved {
             "correct"
@@ -271,21 +272,12 @@ impl Node<Guesser> for MakeGuess {
 
 // ---- text helpers ----
 
-/// Lower case, without surrounding spaces and punctuation: "  Nostalgic." → "nostalgic".
-fn normalise(text: &str) -> String {
-    text.trim().trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()
-}
-
-/// The first non-empty line of a reply, without code fences or surrounding quotes.
-fn clean_line(reply: &str) -> String {
-    let line = reply.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("```"));
-    line.unwrap_or("").trim_matches(|c| c == '"' || c == '\'').trim().to_string()
-}
-
 /// The one word a guess should be, or an error saying what came instead.
 fn one_word(reply: &str) -> Result<String> {
-    let word = clean_line(reply);
-    let word = word.trim_matches(|c: char| !c.is_alphanumeric());
+    let line = text::lines(reply).into_iter().next().unwrap_or_default();
+    // Punctuation around the word is not part of the guess: a model's "Lighthouse." is the
+    // guess "Lighthouse", and a right one.
+    let word = line.trim_matches(|c: char| !c.is_alphanumeric());
     match word.split_whitespace().count() {
         1 => Ok(word.to_string()),
         _ => Err(format!("expected a one-word guess, the model said {reply:?}").into()),
@@ -308,14 +300,25 @@ fn list_or_none(items: &[String]) -> String {
 
 // ---- the offline stand-ins ----
 
+/// The stand-in for both players. One model plays both parts, as a real one would: the
+/// prompt says which part it is playing.
+fn stand_in(prompt: &str) -> String {
+    match prompt.contains("Give hint number") {
+        true => hinter_rule(prompt),
+        false => guesser_rule(prompt),
+    }
+}
+
 /// The hinter's rule: a fixed hint for each round, chosen by the number the prompt asks for.
 fn hinter_rule(prompt: &str) -> String {
     let hint = match prompt {
-        p if p.contains("hint number 1.") => "It is a feeling that looks back in time.",
-        p if p.contains("hint number 2.") => {
-            "Old photographs and songs from your childhood can make you feel this way."
+        p if p.contains("hint number 1.") => {
+            "It is a tall, narrow building that stands by the sea."
         }
-        _ => "It is the adjective for a bittersweet longing for the past.",
+        p if p.contains("hint number 2.") => {
+            "Ships watch for it at night, to keep away from the rocks."
+        }
+        _ => "A keeper once lived in it and kept the lamp at its top burning.",
     };
     hint.to_string()
 }
@@ -324,20 +327,20 @@ fn hinter_rule(prompt: &str) -> String {
 fn guesser_rule(prompt: &str) -> String {
     let hints = prompt.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).count();
     match hints {
-        1 => "Regret",
-        2 => "sentimental",
-        _ => "Nostalgic.", // case and punctuation, as a model might answer
+        1 => "Tower",
+        2 => "beacon",
+        _ => "Lighthouse.", // capitalized and with a full stop, as a model might answer
     }
     .to_string()
 }
 
 fn main() -> miniflow::Result<()> {
-    let hinter_model = support::model(Rules::new(hinter_rule))?;
-    let guesser_model = support::model(Rules::new(guesser_rule))?;
+    // One model for both agents: each node's system prompt tells it which part to play.
+    let model = support::model(Rules::new(stand_in))?;
 
     // The hinter: hint → hear the guess → another hint, or announce the end.
     let mut hinter_flow = Flow::new();
-    let hint = hinter_flow.add("hint", GiveHint { model: hinter_model });
+    let hint = hinter_flow.add("hint", GiveHint { model: model.clone() });
     let hear = hinter_flow.add("hear_guess", HearGuess);
     let announce = hinter_flow.add("announce", Announce);
     hinter_flow.then(hint, hear)?;
@@ -348,7 +351,7 @@ fn main() -> miniflow::Result<()> {
     // The guesser: hear a message → guess and listen again, or stop when the game is over.
     let mut guesser_flow = Flow::new();
     let listen = guesser_flow.add("hear_hint", HearHint);
-    let guess = guesser_flow.add("guess", MakeGuess { model: guesser_model });
+    let guess = guesser_flow.add("guess", MakeGuess { model });
     guesser_flow.edge(listen, "hint", guess)?;
     guesser_flow.then(guess, listen)?;
     guesser_flow.end(listen, "won")?;
@@ -358,7 +361,7 @@ fn main() -> miniflow::Result<()> {
     let (to_guesser, from_hinter) = channel::unbounded();
     let (to_hinter, from_guesser) = channel::unbounded();
     let mut hinter = Hinter {
-        secret: "nostalgic".to_string(),
+        secret: "lighthouse".to_string(),
         max_rounds: 5,
         hints: Vec::new(),
         guesses: Vec::new(),

@@ -12,8 +12,8 @@
 //! GitHub draws as a diagram, the nested flow as a box of its own.
 //!
 //! Run with: `cargo run --example observe`. Offline a slow rule-based stand-in streams its
-//! answer a word every 30 ms; set MINIFLOW_BASE_URL and MINIFLOW_MODEL to watch a real model
-//! stream (see support/mod.rs).
+//! answer a word every 30 ms; set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to watch a real
+//! model stream (see `support/mod.rs`).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use miniflow::{Action, Ctx, Event, Flow, Node, Observer, Params, Result, RunOptions, Trace};
-use support::{Message, Model, Rules, Slow};
+use support::{Message, Model, Rules, Slow, text};
 
 mod support;
 
@@ -53,7 +53,7 @@ impl Node<Article> for Outline {
              One point per line, a few words each, nothing else."
         );
         let reply = self.model.ask(&prompt).await?;
-        let points = clean_lines(&reply);
+        let points = text::lines(&reply);
         match points.is_empty() {
             true => Err(format!("no outline points in the model's reply {reply:?}").into()),
             false => Ok(points),
@@ -117,40 +117,24 @@ impl Node<Article> for Title {
         Ok(article.text.clone())
     }
 
-    async fn exec(&self, text: &String, _: Ctx<'_>) -> Result<String> {
+    async fn exec(&self, paragraph: &String, _: Ctx<'_>) -> Result<String> {
         let prompt = format!(
             "Give this paragraph a short title of at most six words. \
-             Reply with the title only.\n\n{text}"
+             Reply with the title only.\n\n{paragraph}"
         );
         let reply = self.model.ask(&prompt).await?;
-        let title = clean_lines(&reply).into_iter().next().unwrap_or_default();
-        // Models like to label their answer; the label is not part of the title.
-        let title = title.strip_prefix("Title:").unwrap_or(&title).trim();
-        let title = title.trim_matches(['"', '*', ' ']);
-        match title.is_empty() {
-            true => Err(format!("no title in the model's reply {reply:?}").into()),
-            false => Ok(title.to_string()),
-        }
+        // Models like to label their answer ("Title: …", "**title:** …"); `field` finds the
+        // label in any case and returns what follows it. Without a label, the title is the
+        // reply's first line.
+        let labelled = text::field(&reply, "title").filter(|title| !title.is_empty());
+        let title = labelled.or_else(|| text::lines(&reply).into_iter().next());
+        title.ok_or_else(|| format!("no title in the model's reply {reply:?}").into())
     }
 
     fn post(&self, article: &mut Article, _: String, title: String) -> Result<Action> {
         article.title = title;
         Ok(Action::DEFAULT)
     }
-}
-
-/// The non-empty lines of a reply, without code fences, list markers ("1.", "-", "*") and quotes.
-fn clean_lines(reply: &str) -> Vec<String> {
-    reply
-        .lines()
-        .filter(|line| !line.trim_start().starts_with("```"))
-        .map(|line| {
-            let line = line.trim().trim_start_matches(|c: char| c.is_ascii_digit());
-            let line = line.trim_start_matches(['.', ')', '-', '*', ' ']);
-            line.trim_matches(['"', '\'', ' ']).to_string()
-        })
-        .filter(|line| !line.is_empty())
-        .collect()
 }
 
 /// The offline stand-in: one rule per prompt.

@@ -13,14 +13,14 @@
 //! time of about one. Nothing is spawned: the overlap comes from futures polled together.
 //!
 //! Run with: `cargo run --example soundtrack`. Offline a slow rule-based stand-in answers (150 ms
-//! a call, so the overlap is real); set MINIFLOW_BASE_URL and MINIFLOW_MODEL to use a real model
-//! (see support/mod.rs).
+//! a call, so the overlap is real); set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to use a real
+//! model (see `support/mod.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use miniflow::{Action, BatchNode, Ctx, Flow, Node, Parallel, Params, Result, RunOptions, Trace};
-use support::{Model, Rules, Slow};
+use support::{Model, Rules, Slow, text};
 
 mod support;
 
@@ -84,7 +84,7 @@ impl Node<Soundtrack> for SongTitle {
              Reply with the song title only."
         );
         let reply = self.model.ask(&prompt).await?;
-        let title = clean_lines(&reply).into_iter().next();
+        let title = text::lines(&reply).into_iter().next();
         title.ok_or_else(|| format!("no song title in the model's reply {reply:?}").into())
     }
 
@@ -113,7 +113,7 @@ impl Node<Soundtrack> for MainCharacters {
              Reply with their full names, one per line, and nothing else."
         );
         let reply = self.model.ask(&prompt).await?;
-        let names = clean_lines(&reply);
+        let names = text::lines(&reply);
         if names.len() < 2 {
             return Err(format!("expected two names, one per line, got {reply:?}").into());
         }
@@ -148,7 +148,7 @@ impl Node<Soundtrack> for Lyrics {
     }
 
     async fn exec(&self, prompt: &String, _: Ctx<'_>) -> Result<String> {
-        let lyrics = strip_fences(&self.model.ask(prompt).await?);
+        let lyrics = text::body(&self.model.ask(prompt).await?);
         match lyrics.is_empty() {
             true => Err("the model wrote no lyrics".into()),
             false => Ok(lyrics),
@@ -186,7 +186,7 @@ impl BatchNode<Soundtrack> for Reviews {
 
     async fn exec(&self, (_, prompt): &(Critic, String), _: Ctx<'_>) -> Result<(String, Duration)> {
         let started = Instant::now();
-        let review = strip_fences(&self.model.ask(prompt).await?);
+        let review = text::body(&self.model.ask(prompt).await?);
         Ok((review, started.elapsed()))
     }
 
@@ -207,27 +207,6 @@ impl BatchNode<Soundtrack> for Reviews {
     fn max_in_flight(&self) -> usize {
         CRITICS.len() // every critic at once
     }
-}
-
-// ---- text helpers ----
-
-/// A reply without Markdown code fences around it, trimmed.
-fn strip_fences(reply: &str) -> String {
-    let lines = reply.lines().filter(|l| !l.trim_start().starts_with("```"));
-    lines.collect::<Vec<_>>().join("\n").trim().to_string()
-}
-
-/// The non-empty lines of a reply, without list markers ("1.", "-", "*") and quotes.
-fn clean_lines(reply: &str) -> Vec<String> {
-    strip_fences(reply)
-        .lines()
-        .map(|line| {
-            let line = line.trim().trim_start_matches(|c: char| c.is_ascii_digit());
-            let line = line.trim_start_matches(['.', ')', '-', '*', ' ']);
-            line.trim_matches(['"', '\'', ' ']).to_string()
-        })
-        .filter(|line| !line.is_empty())
-        .collect()
 }
 
 /// The offline stand-in: one rule per kind of prompt, and one review per critic.

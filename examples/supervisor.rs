@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use miniflow::{Action, Ctx, Flow, Node, Params, Result, RunOptions};
-use support::{Model, Rules};
+use support::{Model, Rules, text};
 
 mod support;
 
@@ -74,8 +74,9 @@ impl Node<Desk> for Decide {
     async fn exec(&self, prompt: &String, cx: Ctx<'_>) -> Result<Option<String>> {
         // An unreadable reply is an error, so `max_retries` asks again.
         let reply = self.model.ask(prompt).await?;
-        let query = match field(&reply, "action").map(|a| a.to_lowercase()).as_deref() {
-            Some("search") => match field(&reply, "query").filter(|q| !q.is_empty()) {
+        // `word` reads "Search", "search." or "**search**" alike.
+        let query = match text::field(&reply, "action").map(|a| text::word(&a)).as_deref() {
+            Some("search") => match text::field(&reply, "query").filter(|q| !q.is_empty()) {
                 Some(query) => Some(query),
                 None => return Err("the action is `search` but there is no `query:` line".into()),
             },
@@ -165,7 +166,7 @@ impl Node<Desk> for Answer {
     }
 
     async fn exec(&self, prompt: &String, cx: Ctx<'_>) -> Result<String> {
-        let answer = self.model.ask(prompt).await?.trim().to_string();
+        let answer = text::body(&self.model.ask(prompt).await?); // without fences or `<think>`
         println!("{}: {answer}", cx.node());
         Ok(answer)
     }
@@ -214,8 +215,8 @@ impl Node<Desk> for Supervisor {
 
     async fn exec(&self, (_, prompt): &(String, String), _: Ctx<'_>) -> Result<Verdict> {
         let reply = self.model.ask(prompt).await?;
-        let reason = field(&reply, "reason").unwrap_or_default();
-        match field(&reply, "verdict").map(|v| v.to_lowercase()).as_deref() {
+        let reason = text::field(&reply, "reason").unwrap_or_default();
+        match text::field(&reply, "verdict").map(|v| text::word(&v)).as_deref() {
             Some("approve" | "approved") => Ok(Verdict { approved: true, reason }),
             Some("reject" | "rejected") => Ok(Verdict { approved: false, reason }),
             _ => {
@@ -254,19 +255,8 @@ impl Node<Desk> for Supervisor {
 }
 
 // ---------------------------------------------------------------------------------------
-// Helpers: reading `key: value` replies, the offline search, the offline model.
+// Helpers: the notes in prompts, the offline search, the offline model.
 // ---------------------------------------------------------------------------------------
-
-/// The value of the first `name: value` line of a model's reply. Tolerates what real models
-/// add: code fences, indentation, markdown bold, any case in the key.
-fn field(reply: &str, name: &str) -> Option<String> {
-    reply.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        let key = key.trim_matches(|c: char| c.is_whitespace() || "-*`#".contains(c));
-        let value = value.trim_matches(|c: char| c.is_whitespace() || "*`\"".contains(c));
-        key.eq_ignore_ascii_case(name).then(|| value.to_string())
-    })
-}
 
 fn notes_text(notes: &[String]) -> String {
     match notes.is_empty() {

@@ -76,11 +76,11 @@ fn agent() {
     assert_lines(
         &out,
         &[
-            "decide [attempt 0]: could not read the reply: expected a line `action: search` or `action: answer`, got \"Good question! I think we should first f…\"",
-            "decide [attempt 1]: search \"Ferris crab mascot\" (I need to know which language has Ferris as its mascot.)",
+            "decide [attempt 1]: could not read the reply: expected a line `action: search` or `action: answer`, got \"Good question! I think we should first f…\"",
+            "decide [attempt 2]: search \"Ferris crab mascot\" (I need to know which language has Ferris as its mascot.)",
             "search: \"Ferris crab mascot\" found Ferris, Crabs",
             "search: \"Rust history 1.0 release\" found Rust 1.0, Rust history",
-            "decide [attempt 0]: answer (The notes cover both halves of the question.)",
+            "decide [attempt 1]: answer (The notes cover both halves of the question.)",
             "searches: Ferris crab mascot | Rust history 1.0 release",
             "answer: Ferris the crab is the mascot of Rust, which Graydon Hoare started in 2006 as a personal project. Rust 1.0 was released on 15 May 2015.",
         ],
@@ -185,13 +185,13 @@ fn multi_agent() {
     assert_lines(
         &out,
         &[
-            "the hinter's secret word: \"nostalgic\"",
-            "hinter  > hint 1: It is a feeling that looks back in time.",
-            "guesser > Regret",
+            "the hinter's secret word: \"lighthouse\"",
+            "hinter  > hint 1: It is a tall, narrow building that stands by the sea.",
+            "guesser > Tower",
             "hinter  > no, that is not it",
-            "hinter  > hint 3: It is the adjective for a bittersweet longing for the past.",
-            "guesser > Nostalgic",
-            "hinter  > yes! the word was \"nostalgic\"",
+            "hinter  > hint 3: A keeper once lived in it and kept the lamp at its top burning.",
+            "guesser > Lighthouse",
+            "hinter  > yes! the word was \"lighthouse\"",
             "the hinter ended with \"won\", the guesser with \"won\", after 3 hints and 3 guesses",
         ],
     );

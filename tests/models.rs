@@ -284,4 +284,9 @@ fn word_is_the_first_word_lowercase_without_punctuation() {
 fn lines_keep_what_the_reply_says() {
     let reply = "Here are the two characters:\n\n1. Rick Blaine\n- \"Ilsa Lund\"\n* **Victor**\n";
     assert_eq!(text::lines(reply), ["Rick Blaine", "Ilsa Lund", "Victor"]);
+    // Only a list number goes, not a number that is part of the line.
+    assert_eq!(
+        text::lines("2) 100 years ago\n1984 was a year"),
+        ["100 years ago", "1984 was a year"]
+    );
 }

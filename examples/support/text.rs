@@ -38,8 +38,14 @@ pub fn lines(reply: &str) -> Vec<String> {
     body(reply)
         .lines()
         .map(|line| {
-            let line = line.trim().trim_start_matches(|c: char| c.is_ascii_digit());
-            let line = line.trim_start_matches(['.', ')', '-', '*', ' ']);
+            let line = line.trim();
+            // A list number is digits and then `.` or `)`: "1. Rick", not "100 years".
+            let digits = line.trim_start_matches(|c: char| c.is_ascii_digit());
+            let line = match digits.strip_prefix(['.', ')']) {
+                Some(rest) if digits.len() < line.len() => rest,
+                _ => line,
+            };
+            let line = line.trim_start_matches(['-', '*', ' ']);
             line.trim_matches(['"', '\'', '*', ' ']).to_string()
         })
         .filter(|line| !line.is_empty() && !line.ends_with(':'))
