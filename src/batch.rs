@@ -135,19 +135,32 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
             let policy = run::policy(node.max_retries(), node.wait(), node.timeout(), path)?;
             let limit = in_flight(node.max_in_flight(), path)?;
             let items = store.phase(path, Phase::Prep, 0, |s| node.prep(s, scope.params))?;
-            let items_ref = &items;
-            let jobs = (0..items.len()).map(|i| async move {
-                let (item, path) = (&items_ref[i], path.item(i));
-                let exec = |cx| node.exec(item, cx);
-                let fallback = |error, cx| node.exec_fallback(item, error, cx);
-                let settings = || run::Policy::of(node.max_retries(), node.wait(), node.timeout());
-                (
-                    i,
-                    run::retry(Ctx::new(&path, policy.attempts, scope), settings, exec, fallback)
-                        .await,
-                )
-            });
-            let (outputs, attempts) = run_all(jobs, limit).await?;
+            let settings = || run::Policy::of(node.max_retries(), node.wait(), node.timeout());
+            let (outputs, attempts) = if limit == 1 {
+                // Item after item, each item's future awaited where it is built: a job future
+                // per item (as below) would be moved, hundreds of bytes, on every item.
+                let (mut outputs, mut total) = (Vec::with_capacity(items.len()), 0);
+                for (i, item) in items.iter().enumerate() {
+                    let path = path.item(i);
+                    let cx = Ctx::new(&path, policy.attempts, scope);
+                    let exec = |cx| node.exec(item, cx);
+                    let fallback = |error, cx| node.exec_fallback(item, error, cx);
+                    let (output, attempts) = run::retry(cx, settings, exec, fallback).await?;
+                    outputs.push(output);
+                    total += attempts;
+                }
+                (outputs, total)
+            } else {
+                let items_ref = &items;
+                let jobs = (0..items.len()).map(|i| async move {
+                    let (item, path) = (&items_ref[i], path.item(i));
+                    let cx = Ctx::new(&path, policy.attempts, scope);
+                    let exec = |cx| node.exec(item, cx);
+                    let fallback = |error, cx| node.exec_fallback(item, error, cx);
+                    (i, run::retry(cx, settings, exec, fallback).await)
+                });
+                run_all(jobs, limit).await?
+            };
             let action =
                 store.phase(path, Phase::Post, attempts, |s| node.post(s, items, outputs))?;
             Ok((action, attempts))
@@ -212,6 +225,16 @@ where
     Ok((outputs, total))
 }
 
+/// The params of one sub-run: `set` merged over the inherited ones, borrowed when one side is
+/// empty (no reference count touched), else merged into `merged`.
+fn merge<'p>(inherited: &'p Params, set: &'p Params, merged: &'p mut Option<Params>) -> &'p Params {
+    match (inherited.is_empty(), set.is_empty()) {
+        (true, _) => set,
+        (_, true) => inherited,
+        _ => merged.insert(inherited.merged(set)),
+    }
+}
+
 type PrepFn<S> = Box<dyn Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync>;
 type PostFn<S> = Box<dyn Fn(&mut S, Vec<Params>, Vec<Action>) -> Result<Action> + Send + Sync>;
 
@@ -237,12 +260,10 @@ impl<S: Send> Batched<S> {
         store: Store<'_, S>,
         scope: &Scope<'_>,
     ) -> Outcome<(Action, usize)> {
-        let params = scope.params.merged(set);
-        let path = scope.path.item(i);
-        let action = self
-            .flow
-            .run_in(store, &Scope { params: &params, path: &path, ..*scope }, None)
-            .await?;
+        let mut merged = None;
+        let (params, path) = (merge(scope.params, set, &mut merged), scope.path.item(i));
+        let action =
+            self.flow.run_in(store, &Scope { params, path: &path, ..*scope }, None).await?;
         Ok((action, 1))
     }
 
@@ -252,8 +273,13 @@ impl<S: Send> Batched<S> {
         let sets = store.phase(path, Phase::Prep, 0, |s| (self.prep)(s, scope.params))?;
         let results = if limit == 1 {
             let mut results = Vec::with_capacity(sets.len());
+            // `sub_run` written out, so that the inner flow's future is awaited where it is
+            // built rather than moved (hundreds of bytes) on every sub-run.
             for (i, set) in sets.iter().enumerate() {
-                results.push(self.sub_run(i, set, store.reborrow(), scope).await?.0);
+                let mut merged = None;
+                let (params, path) = (merge(scope.params, set, &mut merged), scope.path.item(i));
+                let inner = Scope { params, path: &path, ..*scope };
+                results.push(self.flow.run_in(store.reborrow(), &inner, None).await?);
             }
             results
         } else {

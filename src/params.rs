@@ -62,7 +62,7 @@ value_from! {
     Bool: bool;
 }
 
-type Entries = Vec<(Cow<'static, str>, Value)>;
+type Entry = (Cow<'static, str>, Value);
 
 /// The params of a run: a small immutable map from keys to typed [`Value`]s that flows pass
 /// down to every node they run.
@@ -74,6 +74,10 @@ type Entries = Vec<(Cow<'static, str>, Value)>;
 ///
 /// Cloning is cheap (the entries are shared), and an empty `Params` allocates nothing.
 /// Keys are unique: setting a key again replaces its value.
+///
+/// The entries live in one shared slice, so params with any number of keys are one
+/// allocation (a batch flow's prep often builds a hundred thousand of them). The price is
+/// that adding a key copies the others: params are meant to hold a few keys, not hundreds.
 ///
 /// ```
 /// use miniflow::Params;
@@ -91,7 +95,7 @@ type Entries = Vec<(Cow<'static, str>, Value)>;
 /// # Ok::<(), miniflow::Error>(())
 /// ```
 #[derive(Clone, Default, PartialEq)]
-pub struct Params(Option<Arc<Entries>>);
+pub struct Params(Option<Arc<[Entry]>>);
 
 impl Params {
     /// No params.
@@ -109,11 +113,27 @@ impl Params {
     /// Sets `key` to `value`, replacing any value it had.
     pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
         let (key, value) = (key.into(), value.into());
-        let entries = Arc::make_mut(self.0.get_or_insert_with(Default::default));
-        match entries.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => *v = value,
-            None => entries.push((key, value)),
+        let found = self.entries().iter().position(|(k, _)| *k == key);
+        if let (Some(i), Some(unshared)) = (found, self.0.as_mut().and_then(Arc::get_mut)) {
+            unshared[i].1 = value;
+            return;
         }
+        // A new slice, collected straight into its one allocation (both iterators know their
+        // length): the entries with the new one added, or with `key`'s value replaced.
+        let entries = self.entries().iter().cloned();
+        let new = match found {
+            None => entries.chain(std::iter::once((key, value))).collect(),
+            Some(i) => {
+                let mut value = Some(value);
+                let replace = |(j, (k, v))| (k, if j == i { value.take().unwrap_or(v) } else { v });
+                entries.enumerate().map(replace).collect()
+            }
+        };
+        self.0 = Some(new);
+    }
+
+    fn entries(&self) -> &[Entry] {
+        self.0.as_deref().unwrap_or_default()
     }
 
     /// The value of `key`, if it is set.
@@ -128,7 +148,7 @@ impl Params {
 
     /// How many keys are set.
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |e| e.len())
+        self.entries().len()
     }
 
     /// Whether no key is set.
@@ -138,7 +158,7 @@ impl Params {
 
     /// The keys and values, in the order the keys were first set.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().flat_map(|e| e.iter()).map(|(k, v)| (&**k, v))
+        self.entries().iter().map(|(k, v)| (&**k, v))
     }
 
     /// These params with every entry of `over` set on top (`over` wins where both have a key).
@@ -153,11 +173,14 @@ impl Params {
         if self.is_empty() {
             return over.clone();
         }
-        let mut out = self.clone();
-        for (k, v) in over.0.iter().flat_map(|e| e.iter()) {
-            out.insert(k.clone(), v.clone());
-        }
-        out
+        // The inherited keys in their order, with `over`'s values where it has them, then the
+        // keys only `over` has.
+        let (base, top) = (self.entries(), over.entries());
+        let value =
+            |key: &Cow<'static, str>, v| top.iter().find(|(k, _)| k == key).map_or(v, |(_, t)| t);
+        let kept = base.iter().map(|(k, v)| (k.clone(), value(k, v).clone()));
+        let added = top.iter().filter(|(k, _)| !base.iter().any(|(b, _)| b == k)).cloned();
+        Params(Some(kept.chain(added).collect()))
     }
 
     /// The string value of `key`.
