@@ -411,7 +411,10 @@ impl<S: Send> Flow<S> {
                 (Err(error), _) => Err(error),
                 (Ok(()), None) => step.run(store.reborrow(), &inner).await,
                 (Ok(()), Some(observer)) => {
-                    run::observed(observer, step, store.reborrow(), &inner).await
+                    // Boxed: held inline, its hundred bytes made every flow's future larger,
+                    // and moving a sub-run's future costs by the byte. A run with an observer
+                    // pays this second allocation per node run beside the clock reads.
+                    Box::pin(run::observed(observer, step, store.reborrow(), &inner)).await
                 }
             };
             let action = match result {

@@ -62,7 +62,43 @@ value_from! {
     Bool: bool;
 }
 
-type Entry = (Cow<'static, str>, Value);
+type Entry = (Key, Value);
+
+/// A key: a literal as it was given, or an owned key shared by every copy, so that cloning
+/// params never copies a string.
+#[derive(Clone)]
+enum Key {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Key {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Static(key) => key,
+            Key::Shared(key) => key,
+        }
+    }
+}
+
+impl From<Cow<'static, str>> for Key {
+    fn from(key: Cow<'static, str>) -> Self {
+        match key {
+            Cow::Borrowed(key) => Key::Static(key),
+            Cow::Owned(key) => Key::Shared(key.into()),
+        }
+    }
+}
+
+/// The entries: none, one held inline (a batch flow's prep often builds a hundred thousand
+/// params of one key each, and then none of them allocates), or a shared slice.
+#[derive(Clone, Default)]
+enum Entries {
+    #[default]
+    None,
+    One(Entry),
+    Many(Arc<[Entry]>),
+}
 
 /// The params of a run: a small immutable map from keys to typed [`Value`]s that flows pass
 /// down to every node they run.
@@ -75,9 +111,10 @@ type Entry = (Cow<'static, str>, Value);
 /// Cloning is cheap (the entries are shared), and an empty `Params` allocates nothing.
 /// Keys are unique: setting a key again replaces its value.
 ///
-/// The entries live in one shared slice, so params with any number of keys are one
-/// allocation (a batch flow's prep often builds a hundred thousand of them). The price is
-/// that adding a key copies the others: params are meant to hold a few keys, not hundreds.
+/// Params with one key are held inline, and more keys live in one shared slice: building
+/// params costs at most one allocation, and none for one key (a batch flow's prep often
+/// builds a hundred thousand of those). The price is that adding a key copies the others:
+/// params are meant to hold a few keys, not hundreds.
 ///
 /// ```
 /// use miniflow::Params;
@@ -94,13 +131,13 @@ type Entry = (Cow<'static, str>, Value);
 /// );
 /// # Ok::<(), miniflow::Error>(())
 /// ```
-#[derive(Clone, Default, PartialEq)]
-pub struct Params(Option<Arc<[Entry]>>);
+#[derive(Clone, Default)]
+pub struct Params(Entries);
 
 impl Params {
     /// No params.
     pub const fn new() -> Self {
-        Params(None)
+        Params(Entries::None)
     }
 
     /// These params with `key` set to `value`, replacing any value it had.
@@ -112,15 +149,19 @@ impl Params {
 
     /// Sets `key` to `value`, replacing any value it had.
     pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
-        let (key, value) = (key.into(), value.into());
-        let found = self.entries().iter().position(|(k, _)| *k == key);
-        if let (Some(i), Some(unshared)) = (found, self.0.as_mut().and_then(Arc::get_mut)) {
-            unshared[i].1 = value;
-            return;
-        }
+        let (key, value) = (Key::from(key.into()), value.into());
+        let found = self.entries().iter().position(|(k, _)| k.as_str() == key.as_str());
+        let entries = match (&mut self.0, found) {
+            (Entries::None, _) => return self.0 = Entries::One((key, value)),
+            (Entries::One(entry), Some(_)) => return entry.1 = value,
+            (Entries::Many(shared), Some(i)) => match Arc::get_mut(shared) {
+                Some(unshared) => return unshared[i].1 = value,
+                None => shared.iter().cloned(),
+            },
+            (Entries::One(_) | Entries::Many(_), _) => self.entries().iter().cloned(),
+        };
         // A new slice, collected straight into its one allocation (both iterators know their
         // length): the entries with the new one added, or with `key`'s value replaced.
-        let entries = self.entries().iter().cloned();
         let new = match found {
             None => entries.chain(std::iter::once((key, value))).collect(),
             Some(i) => {
@@ -129,11 +170,15 @@ impl Params {
                 entries.enumerate().map(replace).collect()
             }
         };
-        self.0 = Some(new);
+        self.0 = Entries::Many(new);
     }
 
     fn entries(&self) -> &[Entry] {
-        self.0.as_deref().unwrap_or_default()
+        match &self.0 {
+            Entries::None => &[],
+            Entries::One(entry) => std::slice::from_ref(entry),
+            Entries::Many(entries) => entries,
+        }
     }
 
     /// The value of `key`, if it is set.
@@ -158,7 +203,7 @@ impl Params {
 
     /// The keys and values, in the order the keys were first set.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.entries().iter().map(|(k, v)| (&**k, v))
+        self.entries().iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// These params with every entry of `over` set on top (`over` wins where both have a key).
@@ -176,11 +221,13 @@ impl Params {
         // The inherited keys in their order, with `over`'s values where it has them, then the
         // keys only `over` has.
         let (base, top) = (self.entries(), over.entries());
-        let value =
-            |key: &Cow<'static, str>, v| top.iter().find(|(k, _)| k == key).map_or(v, |(_, t)| t);
+        let find = |list: &'_ [Entry], key: &Key| {
+            list.iter().position(|(k, _)| k.as_str() == key.as_str())
+        };
+        let value = |key: &Key, v| find(top, key).map_or(v, |i| &top[i].1);
         let kept = base.iter().map(|(k, v)| (k.clone(), value(k, v).clone()));
-        let added = top.iter().filter(|(k, _)| !base.iter().any(|(b, _)| b == k)).cloned();
-        Params(Some(kept.chain(added).collect()))
+        let added = top.iter().filter(|(k, _)| find(base, k).is_none()).cloned();
+        Params(Entries::Many(kept.chain(added).collect()))
     }
 
     /// The string value of `key`.
@@ -243,6 +290,13 @@ impl Params {
             expected,
             found: value.map(Value::kind),
         })
+    }
+}
+
+impl PartialEq for Params {
+    /// Equal when the same keys hold equal values, in the same order.
+    fn eq(&self, other: &Params) -> bool {
+        self.iter().eq(other.iter())
     }
 }
 

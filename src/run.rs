@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -286,7 +286,27 @@ where
             Err(error) => Some(error),
         },
     };
-    Box::pin(recover(settings(), cx, exec, fallback, failed)).await
+    retry_after(failed, cx, settings, exec, fallback).await
+}
+
+/// What [`retry`] does after its first attempt, for a caller that made that attempt itself:
+/// `failed` is its error, or `None` if the node has a timeout (the first attempt is then made
+/// here, under it). Boxed, so that the caller's future does not hold it.
+pub fn retry_after<'p, T, P, E, EF, B, BF>(
+    failed: Option<Error>,
+    cx: Ctx<'p>,
+    settings: P,
+    exec: E,
+    fallback: B,
+) -> Pin<Box<impl Future<Output = Outcome<(T, usize)>>>>
+where
+    P: Fn() -> Policy,
+    E: Fn(Ctx<'p>) -> EF,
+    EF: Future<Output = Result<T, Error>>,
+    B: FnOnce(Error, Ctx<'p>) -> BF,
+    BF: Future<Output = Result<T, Error>>,
+{
+    Box::pin(recover(settings(), cx, exec, fallback, failed))
 }
 
 /// The rest of [`retry`], from the attempt after `failed` (the first attempt's error), or from

@@ -65,3 +65,14 @@ fn params_built_alike_are_equal() {
     assert_eq!(Params::new(), Params::default());
     assert!(Params::new().is_empty());
 }
+
+#[test]
+fn owned_keys_work_like_literal_ones() {
+    let key = format!("item-{}", 7);
+    let mut params = Params::new().with(key.clone(), 1);
+    let copy = params.clone();
+    params.insert(key.clone(), 2);
+    params.insert("other", "x");
+    assert_eq!((params.int(&key).unwrap(), copy.int(&key).unwrap()), (2, 1));
+    assert_eq!(params, Params::new().with("item-7", 2).with("other", "x"));
+}
