@@ -132,7 +132,9 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
         let node = &self.0;
         run::boxed(move || async move {
             let path = scope.path;
-            let policy = run::policy(node.max_retries(), node.wait(), node.timeout(), path)?;
+            // Only the count is kept: each concurrent item's future holds what it captures.
+            let max_attempts =
+                run::policy(node.max_retries(), node.wait(), node.timeout(), path)?.attempts;
             let limit = in_flight(node.max_in_flight(), path)?;
             let items = store.phase(path, Phase::Prep, 0, |s| node.prep(s, scope.params))?;
             let settings = || run::Policy::of(node.max_retries(), node.wait(), node.timeout());
@@ -142,10 +144,12 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
                 let (mut outputs, mut total) = (Vec::with_capacity(items.len()), 0);
                 for (i, item) in items.iter().enumerate() {
                     let path = path.item(i);
-                    let cx = Ctx::new(&path, policy.attempts, scope);
-                    let exec = |cx| node.exec(item, cx);
-                    let fallback = |error, cx| node.exec_fallback(item, error, cx);
-                    let (output, attempts) = run::retry(cx, settings, exec, fallback).await?;
+                    let (output, attempts) = run::retry!(
+                        Ctx::new(&path, max_attempts, scope),
+                        settings,
+                        |cx| node.exec(item, cx),
+                        |error, cx| node.exec_fallback(item, error, cx)
+                    )?;
                     outputs.push(output);
                     total += attempts;
                 }
@@ -154,10 +158,13 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
                 let items_ref = &items;
                 let jobs = (0..items.len()).map(|i| async move {
                     let (item, path) = (&items_ref[i], path.item(i));
-                    let cx = Ctx::new(&path, policy.attempts, scope);
-                    let exec = |cx| node.exec(item, cx);
-                    let fallback = |error, cx| node.exec_fallback(item, error, cx);
-                    (i, run::retry(cx, settings, exec, fallback).await)
+                    let result = run::retry!(
+                        Ctx::new(&path, max_attempts, scope),
+                        settings,
+                        |cx| node.exec(item, cx),
+                        |error, cx| node.exec_fallback(item, error, cx)
+                    );
+                    (i, result)
                 });
                 run_all(jobs, limit).await?
             };

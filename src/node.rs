@@ -306,26 +306,12 @@ impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
             let path = scope.path;
             let policy = run::policy(node.max_retries(), node.wait(), node.timeout(), path)?;
             let prep = store.phase(path, Phase::Prep, 0, |s| node.prep(s, scope.params))?;
-            // `run::retry` written out: the closures for the rare path are made only when it is
-            // taken, so that this future (built on every node run) does not hold them.
-            let cx = Ctx::new(path, policy.attempts, scope);
-            let first = match policy.timeout {
-                None => Some(node.exec(&prep, cx).await),
-                Some(_) => None,
-            };
-            let (output, attempts) = match first {
-                Some(Ok(output)) => (output, 1),
-                first => {
-                    run::retry_after(
-                        first.and_then(Result::err),
-                        cx,
-                        || run::Policy::of(node.max_retries(), node.wait(), node.timeout()),
-                        |cx| node.exec(&prep, cx),
-                        |error, cx| node.exec_fallback(&prep, error, cx),
-                    )
-                    .await?
-                }
-            };
+            let (output, attempts) = run::retry!(
+                Ctx::new(path, policy.attempts, scope),
+                || run::Policy::of(node.max_retries(), node.wait(), node.timeout()),
+                |cx| node.exec(&prep, cx),
+                |error, cx| node.exec_fallback(&prep, error, cx)
+            )?;
             let action =
                 store.phase(path, Phase::Post, attempts, |s| node.post(s, prep, output))?;
             Ok((action, attempts))

@@ -259,37 +259,43 @@ fn bad_policy(max_retries: usize, path: &NodePath<'_>) -> FlowError {
 }
 
 /// Runs `exec` up to `max_retries` times (in `cx`), each attempt cut short by the timeout,
-/// pausing as the wait says between attempts, then `fallback` on the last error. Returns the
-/// output and the attempts made. Reports retries and the fallback to the observer.
+/// pausing as the wait says between attempts, then `fallback` on the last error. Evaluates to
+/// the output and the attempts made. Reports retries and the fallback to the observer.
 ///
 /// The common case — no timeout, and the first attempt succeeds — awaits `exec` directly.
-/// Everything else lives in [`recover`], boxed on its own, and learns the node's settings
+/// Everything else lives in [`retry_after`], boxed on its own, and learns the node's settings
 /// (from `settings`) only then: its timers and the fallback would otherwise double the size
 /// of every node run's future.
-pub async fn retry<'p, T, P, E, EF, B, BF>(
-    cx: Ctx<'p>,
-    settings: P,
-    exec: E,
-    fallback: B,
-) -> Outcome<(T, usize)>
-where
-    P: Fn() -> Policy,
-    E: Fn(Ctx<'p>) -> EF,
-    EF: Future<Output = Result<T, Error>>,
-    B: FnOnce(Error, Ctx<'p>) -> BF,
-    BF: Future<Output = Result<T, Error>>,
-{
-    let failed = match settings().timeout {
-        Some(_) => None,
-        None => match exec(cx).await {
-            Ok(out) => return Ok((out, 1)),
-            Err(error) => Some(error),
-        },
-    };
-    retry_after(failed, cx, settings, exec, fallback).await
+///
+/// A macro, not an `async fn`, so that the future it is written into holds only what `exec`
+/// needs while the first attempt runs: an `async fn` would hold its closures for the whole
+/// attempt (a node run's future, or a concurrent item's, grew by their size).
+macro_rules! retry {
+    ($cx:expr, $settings:expr, |$c:ident| $exec:expr, |$e:ident, $f:ident| $fallback:expr) => {{
+        let cx: $crate::Ctx<'_> = $cx;
+        let first = match ($settings)().timeout {
+            None => Some(
+                {
+                    let $c = cx;
+                    $exec
+                }
+                .await,
+            ),
+            Some(_) => None,
+        };
+        match first {
+            Some(Ok(output)) => Ok((output, 1)),
+            first => {
+                let failed = first.and_then(Result::err);
+                $crate::run::retry_after(failed, cx, $settings, |$c| $exec, |$e, $f| $fallback)
+                    .await
+            }
+        }
+    }};
 }
+pub(crate) use retry;
 
-/// What [`retry`] does after its first attempt, for a caller that made that attempt itself:
+/// What [`retry!`] does after its first attempt, for a caller that made that attempt itself:
 /// `failed` is its error, or `None` if the node has a timeout (the first attempt is then made
 /// here, under it). Boxed, so that the caller's future does not hold it.
 pub fn retry_after<'p, T, P, E, EF, B, BF>(
