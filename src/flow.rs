@@ -388,7 +388,7 @@ impl<S: Send> Flow<S> {
         &self,
         mut store: Store<'_, S>,
         scope: &Scope<'_>,
-        mut top: Option<Top<'_, S>>,
+        top: Option<Top<'_, S>>,
     ) -> Outcome<Action> {
         // The outermost flow checks the whole tree, so that a mistake deep inside fails the
         // run before any node has run; each flow's own check is done once and remembered.
@@ -396,18 +396,21 @@ impl<S: Send> Flow<S> {
             Some(_) => self.validate_in(scope.path)?,
             None => self.check(scope.path)?,
         }
-        let mut current = match top.as_ref().and_then(|top| top.start) {
+        let (start, mut save) = top.map_or((None, None), |top| (top.start, top.checkpoint));
+        let mut current = match start {
             Some(name) => self.find(name, scope.path)?,
             None => self.start,
         };
         // The last node runs, for the step limit's error: a ring of indices costs no allocation.
-        let (mut recent, mut runs) = ([0; RECENT], 0);
+        // Kept only under a step limit, the one error that lists them.
+        let (mut recent, mut runs, limited) = ([0; RECENT], 0, scope.run.limited());
         loop {
             let slot = &self.slots[current];
             let path = scope.path.child(&slot.name);
             // `run::visit`, written out so that the step's own future is awaited directly.
             let (step, inner) = (&*slot.step, Scope { path: &path, ..*scope });
-            let result = match (run::count(scope.run), scope.run.observer) {
+            let counted = if limited { run::count(scope.run) } else { Ok(()) };
+            let result = match (counted, scope.run.observer) {
                 (Err(error), _) => Err(error),
                 (Ok(()), None) => step.run(store.reborrow(), &inner).await,
                 (Ok(()), Some(observer)) => {
@@ -421,8 +424,10 @@ impl<S: Send> Flow<S> {
                 Ok((action, _)) => action,
                 Err(error) => return Err(self.trail(error, &recent, runs, scope.path)),
             };
-            recent[runs % RECENT] = current;
-            runs += 1;
+            if limited {
+                recent[runs % RECENT] = current;
+                runs += 1;
+            }
             current = match slot.edges.iter().find(|(a, _)| *a == action) {
                 Some((_, Target::Node(next))) => *next,
                 Some((_, Target::End)) => return Ok(action),
@@ -433,7 +438,7 @@ impl<S: Send> Flow<S> {
                     return Err(FlowError::UnknownAction { node, action, expected }.into());
                 }
             };
-            if let Some(save) = top.as_mut().and_then(|top| top.checkpoint.as_mut()) {
+            if let Some(save) = save.as_mut() {
                 let node = &self.slots[current].name;
                 if let Err(source) = store.with(|s| save(s, node)) {
                     return Err(FlowError::Checkpoint { node: node.clone(), source }.into());

@@ -381,6 +381,11 @@ impl<'a> RunCx<'a> {
     pub fn new(observer: Option<&'a dyn Observer>, max_steps: usize) -> Self {
         RunCx { observer, steps: AtomicUsize::new(0), max_steps }
     }
+
+    /// Whether the run has a step limit.
+    pub fn limited(&self) -> bool {
+        self.max_steps < usize::MAX
+    }
 }
 
 /// The most recent node runs of a flow that a [`FlowError::StepLimit`] lists.
