@@ -51,6 +51,15 @@ FLOOR_NS = 10_000_000
 warnings.filterwarnings("ignore", message="Flow ends:")
 
 
+def timed(run):
+    """Wall nanoseconds of `run()`, after a collection so that no earlier garbage is swept
+    during it."""
+    gc.collect()
+    start = time.perf_counter_ns()
+    run()
+    return time.perf_counter_ns() - start
+
+
 # --- chain: two no-op nodes looping --------------------------------------------------------
 
 
@@ -75,10 +84,7 @@ def chain(node_runs):
     b - "again" >> a
     flow = Flow(start=a)
     shared = {"n": 0, "target": loops}
-    gc.collect()
-    start = time.perf_counter_ns()
-    flow.run(shared)
-    elapsed = time.perf_counter_ns() - start
+    elapsed = timed(lambda: flow.run(shared))
     assert shared["n"] == loops, (shared["n"], loops)
     return elapsed
 
@@ -126,10 +132,7 @@ class DoubleAllLimited(DoubleAllAsync):
 def batch_seq(items):
     flow = Flow(start=DoubleAll())
     shared = {"items": items}
-    gc.collect()
-    start = time.perf_counter_ns()
-    flow.run(shared)
-    elapsed = time.perf_counter_ns() - start
+    elapsed = timed(lambda: flow.run(shared))
     assert shared["sum"] == items * (items - 1), shared["sum"]
     return elapsed
 
@@ -138,10 +141,7 @@ def batch_async(node_class, items):
     flow = AsyncFlow(start=node_class())
     shared = {"items": items}
     loop = event_loop()
-    gc.collect()
-    start = time.perf_counter_ns()
-    loop.run_until_complete(flow.run_async(shared))
-    elapsed = time.perf_counter_ns() - start
+    elapsed = timed(lambda: loop.run_until_complete(flow.run_async(shared)))
     assert shared["sum"] == items * (items - 1), shared["sum"]
     return elapsed
 
@@ -172,10 +172,7 @@ class EveryIAsync(AsyncParallelBatchFlow):
 def batch_flow(sub_runs):
     flow = EveryI(start=Flow(start=AddParam()))
     shared = {"items": sub_runs, "sum": 0}
-    gc.collect()
-    start = time.perf_counter_ns()
-    flow.run(shared)
-    elapsed = time.perf_counter_ns() - start
+    elapsed = timed(lambda: flow.run(shared))
     assert shared["sum"] == sub_runs * (sub_runs - 1) // 2, shared["sum"]
     return elapsed
 
@@ -184,10 +181,7 @@ def batch_async_flow(sub_runs):
     flow = EveryIAsync(start=AsyncFlow(start=AddParamAsync()))
     shared = {"items": sub_runs, "sum": 0}
     loop = event_loop()
-    gc.collect()
-    start = time.perf_counter_ns()
-    loop.run_until_complete(flow.run_async(shared))
-    elapsed = time.perf_counter_ns() - start
+    elapsed = timed(lambda: loop.run_until_complete(flow.run_async(shared)))
     assert shared["sum"] == sub_runs * (sub_runs - 1) // 2, shared["sum"]
     return elapsed
 
@@ -211,10 +205,7 @@ def fanout(items):
     flow = AsyncFlow(start=SleepEach())
     shared = {"items": items}
     loop = event_loop()
-    gc.collect()
-    start = time.perf_counter_ns()
-    loop.run_until_complete(flow.run_async(shared))
-    elapsed = time.perf_counter_ns() - start
+    elapsed = timed(lambda: loop.run_until_complete(flow.run_async(shared)))
     assert shared["done"] == items, shared["done"]
     return elapsed
 
