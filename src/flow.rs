@@ -409,8 +409,7 @@ impl<S: Send> Flow<S> {
             let path = scope.path.child(&slot.name);
             // `run::visit`, written out so that the step's own future is awaited directly.
             let (step, inner) = (&*slot.step, Scope { path: &path, ..*scope });
-            let counted = if limited { run::count(scope.run) } else { Ok(()) };
-            let result = match (counted, scope.run.observer) {
+            let result = match (run::count(scope.run), scope.run.observer) {
                 (Err(error), _) => Err(error),
                 (Ok(()), None) => step.run(store.reborrow(), &inner).await,
                 (Ok(()), Some(observer)) => {
