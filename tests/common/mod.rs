@@ -107,3 +107,47 @@ impl Drop for InFlight<'_> {
         }
     }
 }
+
+/// The seed of the randomized tests: the `MINIFLOW_SEED` environment variable (a `u64`) when
+/// it is set, and [`DEFAULT_SEED`] otherwise, so that every run is the same unless asked to
+/// search elsewhere: `MINIFLOW_SEED=7 cargo test --test model`.
+pub fn seed() -> u64 {
+    match std::env::var("MINIFLOW_SEED") {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            panic!("MINIFLOW_SEED must be a whole number (a u64), not {text:?}")
+        }),
+        Err(_) => DEFAULT_SEED,
+    }
+}
+
+/// The seed used when `MINIFLOW_SEED` is not set.
+pub const DEFAULT_SEED: u64 = 20_261_122;
+
+/// A small deterministic random number generator (SplitMix64): the same seed gives the same
+/// numbers on every machine.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+}
