@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use crate::observe::Ending;
 use crate::run::{self, IntoNode, NodePath, Outcome, RECENT, RunCx, Scope, Sealed, Shape, Step};
 use crate::run::{Store, marker};
-use crate::{Action, FlowError, Observer, Params, Result};
+use crate::{Action, FlowError, MAX_DEPTH, Observer, Params, Result};
 
 /// The key of a node in a flow, returned by [`Flow::add`] and given back to connect it.
 ///
@@ -210,8 +210,9 @@ impl<S> Flow<S> {
     }
 
     /// Checks the flow and every flow nested in it for the mistakes a run would report before
-    /// running anything: no nodes ([`FlowError::EmptyFlow`]), and nodes that can never run
-    /// because no edge leads to them from the start ([`FlowError::Unreachable`]).
+    /// running anything: no nodes ([`FlowError::EmptyFlow`]), nodes that can never run
+    /// because no edge leads to them from the start ([`FlowError::Unreachable`]), and flows
+    /// nested deeper than [`MAX_DEPTH`] ([`FlowError::InvalidConfig`]).
     ///
     /// Every run does this check before running anything (each flow's own part of it only
     /// once, then remembered), so calling it is optional: it moves the error to where the
@@ -239,21 +240,27 @@ impl<S> Flow<S> {
     /// # Errors
     /// The first problem found, naming the flow by its path.
     pub fn validate(&self) -> Result<(), FlowError> {
-        self.validate_in(&NodePath::ROOT).map_err(|e| *e)
+        self.validate_in(&NodePath::ROOT, 1).map_err(|e| *e)
     }
 
-    fn validate_in(&self, path: &NodePath<'_>) -> Outcome<()> {
-        fn nested<S>(shape: Shape<'_, S>, path: &NodePath<'_>) -> Outcome<()> {
-            match shape {
-                Shape::Flow(flow) | Shape::BatchFlow(flow, _) => flow.validate_in(path),
-                Shape::Parallel(branches) => branches
-                    .iter()
-                    .try_for_each(|(name, step)| nested(step.shape(), &path.child(name))),
-                Shape::Node | Shape::BatchNode => Ok(()),
-            }
+    /// Checks this flow, at nesting level `depth`, and the flows in it.
+    fn validate_in(&self, path: &NodePath<'_>, depth: usize) -> Outcome<()> {
+        fn nested<S>(shape: Shape<'_, S>, path: &NodePath<'_>, depth: usize) -> Outcome<()> {
+            let inner = match shape {
+                Shape::Node | Shape::BatchNode => return Ok(()),
+                _ if depth == MAX_DEPTH => return Err(too_deep(path)),
+                Shape::Flow(flow) | Shape::BatchFlow(flow, _) => flow,
+                Shape::Parallel(branches) => {
+                    return branches.iter().try_for_each(|(name, step)| {
+                        nested(step.shape(), &path.child(name), depth + 1)
+                    });
+                }
+            };
+            inner.validate_in(path, depth + 1)
         }
         self.check(path)?;
-        self.slots.iter().try_for_each(|slot| nested(slot.step.shape(), &path.child(&slot.name)))
+        let mut slots = self.slots.iter();
+        slots.try_for_each(|slot| nested(slot.step.shape(), &path.child(&slot.name), depth))
     }
 
     /// This flow's own check, done once and remembered.
@@ -320,6 +327,19 @@ impl<S> Flow<S> {
     }
 }
 
+/// The error for a flow, batch flow or parallel node at `path`, nested one level deeper than
+/// [`MAX_DEPTH`].
+#[cold]
+fn too_deep(path: &NodePath<'_>) -> Box<FlowError> {
+    let message = format!(
+        "it is nested {} levels deep, and flows nest at most {MAX_DEPTH} (`miniflow::MAX_DEPTH`), \
+         so that a run cannot overflow its thread's stack; flatten the flow, for example by \
+         chaining flows instead of nesting each in the one before",
+        MAX_DEPTH + 1
+    );
+    Box::new(run::invalid(path, message))
+}
+
 /// Checks a node name for [`Flow::add`] and [`Parallel::branch`](crate::Parallel::branch).
 pub(crate) fn check_name<'a>(
     name: String,
@@ -354,6 +374,15 @@ impl<S: Send> Flow<S> {
     /// Dropping the returned future stops the run at its next `.await` (inside some `exec`, or
     /// a `wait`). Every `post` that ran is in the store; none ran halfway. See the
     /// [crate docs](crate#cancellation).
+    ///
+    /// # Panics
+    /// Only if a node does: a panic in any node's `prep`, `exec`, `exec_fallback` or `post`, or
+    /// in a batch flow's or parallel node's closures, is not caught. It unwinds out of this
+    /// future to whoever polls it, payload untouched (a spawned task's `JoinError` carries
+    /// it), and the run is over as if dropped: the store keeps every `post` that completed
+    /// (and whatever a panicking `post` wrote before it panicked), an observer receives
+    /// [`Event::Cancelled`](crate::Event::Cancelled), and the flow itself is unchanged and can
+    /// run again at once.
     pub async fn run(&self, store: &mut S) -> Result<Action, FlowError> {
         self.run_with(store, RunOptions::new()).await
     }
@@ -393,7 +422,7 @@ impl<S: Send> Flow<S> {
         // The outermost flow checks the whole tree, so that a mistake deep inside fails the
         // run before any node has run; each flow's own check is done once and remembered.
         match top {
-            Some(_) => self.validate_in(scope.path)?,
+            Some(_) => self.validate_in(scope.path, 1)?,
             None => self.check(scope.path)?,
         }
         let (start, mut save) = top.map_or((None, None), |top| (top.start, top.checkpoint));

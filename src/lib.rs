@@ -401,7 +401,7 @@ pub use node::{Ctx, Node, NodeFn, node_fn};
 pub use observe::{Event, Observer, Trace, TraceRow};
 pub use parallel::Parallel;
 pub use params::{Params, Value};
-pub use run::{IntoNode, MAX_ATTEMPTS, NodePath};
+pub use run::{IntoNode, MAX_ATTEMPTS, MAX_DEPTH, NodePath};
 pub use wait::{TimedOut, Wait};
 
 // The README's examples are compiled and run as doc tests.
