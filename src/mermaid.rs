@@ -2,9 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::Flow;
 use crate::flow::Target;
 use crate::run::Shape;
+use crate::{Flow, MAX_DEPTH};
 
 impl<S> Flow<S> {
     /// The flow as a [Mermaid](https://mermaid.js.org) flowchart, to paste into a Markdown
@@ -16,7 +16,10 @@ impl<S> Flow<S> {
     /// become subgraphs (labelled `(BatchFlow)` or `(BatchAsyncFlow)` for the batch flows),
     /// and so do parallel nodes (`(Parallel)`), holding their branches. Edges are labelled
     /// with their action, except those for `"default"`; end edges lead to the flow's `end`
-    /// circle. A node without edges ends the flow, and has no arrow out.
+    /// circle. A node without edges ends the flow, and has no arrow out. Names and actions are
+    /// quoted labels, with `"`, `#` and control characters (a line break) written as Mermaid
+    /// character codes, so any name draws. Flows nested deeper than
+    /// [`MAX_DEPTH`](crate::MAX_DEPTH), which cannot run, are drawn as a box saying so.
     ///
     /// ```
     /// use miniflow::{Action, Flow, node_fn};
@@ -72,6 +75,10 @@ impl<S> Flow<S> {
 fn node<S>(out: &mut String, id: &str, name: &str, shape: Shape<'_, S>, depth: usize) {
     let (pad, name) = ("    ".repeat(depth), escape(name));
     let _ = match shape {
+        // A run refuses this too; drawing it would only risk the stack.
+        Shape::Flow(_) | Shape::BatchFlow(..) | Shape::Parallel(_) if depth >= MAX_DEPTH => {
+            writeln!(out, "{pad}{id}[\"{name} (nested deeper than {MAX_DEPTH}: not drawn)\"]")
+        }
         Shape::Node => writeln!(out, "{pad}{id}[\"{name}\"]"),
         Shape::BatchNode => writeln!(out, "{pad}{id}[[\"{name} (BatchNode)\"]]"),
         Shape::Flow(flow) => {
@@ -94,7 +101,17 @@ fn node<S>(out: &mut String, id: &str, name: &str, shape: Shape<'_, S>, depth: u
     };
 }
 
-/// Mermaid ends a quoted label at `"` and reads `#…;` as a character code: spell both as codes.
+/// Mermaid ends a quoted label at `"`, reads `#…;` as a character code, and a line break
+/// would end the statement: spell those as codes, control characters included.
 fn escape(text: &str) -> String {
-    text.replace('#', "#35;").replace('"', "#quot;")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let _ = match c {
+            '"' => out.write_str("#quot;"),
+            '#' => out.write_str("#35;"),
+            c if c.is_control() => write!(out, "#{};", u32::from(c)),
+            c => out.write_char(c),
+        };
+    }
+    out
 }
