@@ -144,7 +144,7 @@ pub enum FlowError {
     },
     /// A node's settings are out of range: `max_retries()` of 0 or above
     /// [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS), `max_in_flight()` of 0, or a `timeout()` of
-    /// zero.
+    /// zero; or flows are nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH).
     #[non_exhaustive]
     InvalidConfig {
         /// The node's path.
@@ -289,7 +289,9 @@ impl fmt::Display for FlowError {
                 let s = if *limit == 1 { "" } else { "s" };
                 write!(f, "the run reached its limit of {limit} step{s}")?;
                 match last.is_empty() {
-                    true => write!(f, " before any node ran")?,
+                    true if *limit == 0 => write!(f, " before any node ran")?,
+                    // The runs so far were flows still running, which are not listed.
+                    true => write!(f, " before any node finished")?,
                     false => {
                         write!(f, "; the last nodes run were ")?;
                         list(f, last, " -> ", |n| format!("`{n}`"))?;
