@@ -16,8 +16,10 @@ use crate::{Action, Error, FlowError, NodePath};
 /// [`NodePath`], which tells them apart (`"fan[2]/fetch"`).
 ///
 /// `event` is called synchronously, from inside the run, in the order things happen; keep it
-/// quick (record, print, send on a channel) — the run waits for it. A closure
-/// `Fn(&Event<'_>) + Sync` is an observer:
+/// quick (record, print, send on a channel) — the run waits for it. It must not panic on
+/// [`Event::Cancelled`]: when a node panics, that event is sent while the panic unwinds, and
+/// a second panic aborts the process. A run future dropped before it was first polled never
+/// started, and reports nothing. A closure `Fn(&Event<'_>) + Sync` is an observer:
 ///
 /// ```
 /// use miniflow::{Action, Event, Flow, RunOptions, node_fn};
