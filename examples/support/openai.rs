@@ -120,12 +120,27 @@ impl OpenAi {
         }
         Err("the model's stream ended without `data: [DONE]`".into())
     }
+
+    /// `error`, with the key replaced by `[redacted]` wherever it shows.
+    ///
+    /// The client's own messages never hold the key, but they quote what the server sent, and
+    /// a server or proxy that echoes the request's headers back (as some debugging proxies do)
+    /// would put the key into the error, and from there into logs and observer events.
+    fn redact(&self, error: miniflow::Error) -> miniflow::Error {
+        let Some(key) = self.key.as_deref().filter(|k| !k.is_empty()) else { return error };
+        let first: &(dyn std::error::Error + 'static) = &*error;
+        let mut chain = std::iter::successors(Some(first), |e| e.source());
+        match chain.any(|e| format!("{e} {e:?}").contains(key)) {
+            true => error.to_string().replace(key, "[redacted]").into(),
+            false => error,
+        }
+    }
 }
 
 impl Model for OpenAi {
     fn chat<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, Result<String>> {
         let (client, messages) = (self.clone(), messages.to_vec());
-        Box::pin(smol::unblock(move || client.complete(&messages)))
+        Box::pin(smol::unblock(move || client.complete(&messages).map_err(|e| client.redact(e))))
     }
 
     fn chat_stream<'a>(
@@ -137,8 +152,10 @@ impl Model for OpenAi {
         Box::pin(async move {
             let (tx, rx) = smol::channel::unbounded();
             // The reading thread stops when this side hangs up (the future was dropped).
-            let reader =
-                smol::unblock(move || client.stream(&messages, |p| tx.send_blocking(p).is_ok()));
+            let reader = smol::unblock(move || {
+                let read = client.stream(&messages, |p| tx.send_blocking(p).is_ok());
+                read.map_err(|e| client.redact(e))
+            });
             let mut reply = String::new();
             while let Ok(piece) = rx.recv().await {
                 token(&piece);
