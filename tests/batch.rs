@@ -1,4 +1,4 @@
-//! Batch nodes (DESIGN.md §7, §8): an empty batch calls no `exec` and posts two empty lists;
+//! Batch nodes: an empty batch calls no `exec` and posts two empty lists;
 //! items run in input order when sequential; concurrent items stay within `max_in_flight`
 //! (exactly reaching it) and their outputs come back in input order however they finish;
 //! `max_in_flight` 0 is `InvalidConfig`; a failing item names `name[i]` and stops the node

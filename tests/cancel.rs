@@ -1,4 +1,4 @@
-//! Cancellation is drop (DESIGN §2, §8, §11): a run dropped after any number of polls leaves
+//! Cancellation is drop: a run dropped after any number of polls leaves
 //! the store holding exactly the posts that completed — each one whole, none half-done — in a
 //! plain flow with a nested flow, around a concurrent batch node (whose post is all or
 //! nothing) and around a `BatchAsyncFlow`; the flow then runs again to completion. Dropping a

@@ -1,4 +1,4 @@
-//! Concurrent sub-runs (DESIGN.md §6, §8): `BatchAsyncFlow` sub-runs really overlap, up to
+//! Concurrent sub-runs: `BatchAsyncFlow` sub-runs really overlap, up to
 //! `min(limit, n)` and never more; every sub-run's `post` lands exactly once in the shared
 //! store; the batch post sees actions in input order whatever the finishing order; the first
 //! failure is returned at once, the siblings in flight are dropped and completed posts stay;

@@ -1,4 +1,4 @@
-//! Executor independence (DESIGN §1, §8, §10): one representative flow — a loop, an exec that
+//! Executor independence: one representative flow — a loop, an exec that
 //! awaits an async-io timer, an exec that yields, a retry with a wait, a nested flow, a
 //! concurrent batch node and a `BatchAsyncFlow` — ends with exactly the same store and action
 //! under `smol::block_on`, `futures::executor::block_on`, tokio current-thread and tokio

@@ -1,4 +1,4 @@
-//! Observing a run (DESIGN §10): the exact sequence of events an `Observer` sees — `RunStart`,
+//! Observing a run: the exact sequence of events an `Observer` sees — `RunStart`,
 //! each node's start and end (a nested flow's nodes between the flow's own), retries with the
 //! failed attempt's number, error and delay, fallbacks, custom events from `Ctx::emit`, and
 //! exactly one terminal event: `Finished`, `Failed` (a failing node has no end) or `Cancelled`

@@ -1,4 +1,4 @@
-//! Retries and fallback (DESIGN.md §4): `max_retries` counts every attempt, `Ctx::attempt` is
+//! Retries and fallback: `max_retries` counts every attempt, `Ctx::attempt` is
 //! 0-based and per item in batches (never shared between concurrent items), `exec_fallback`
 //! sees the last error, errors name the node, the phase and the attempts made, settings out of
 //! range are `InvalidConfig`, and `wait` really pauses between attempts (and only between them).

@@ -1,4 +1,4 @@
-//! Thread safety (DESIGN §1, §9, §10), checked by the compiler: the public types are
+//! Thread safety, checked by the compiler: the public types are
 //! `Send + Sync`; `FlowError` is a `'static` thread-safe error that `?` turns into
 //! `miniflow::Error`; a run future is `Send` (and `'static` when it owns its flow and store, so
 //! it can be spawned) for any `Send` store; and a flow over a store that is `Send` but not `Sync`

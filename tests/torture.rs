@@ -1,4 +1,4 @@
-//! Torture tests for the concurrent structures (DESIGN.md §4, §6–§8, §10, §11): randomized, and
+//! Torture tests for the concurrent structures: randomized, and
 //! repeated many times.
 //!
 //! - Concurrent batch nodes with random limits, item counts, yields and scripted failing
