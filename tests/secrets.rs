@@ -13,7 +13,7 @@ mod support;
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use loopback::{Answer, STREAM_HEAD, Seen, chunk, completion, event_chunk, last_prompt, reply};
 use miniflow::{Action, Ctx, Event, Flow, FlowError, Node, Params, Result, RunOptions};
@@ -338,9 +338,7 @@ fn a_request_that_times_out_and_is_retried_shows_no_key() {
         retries: 2,
         timeout: Some(Duration::from_millis(150)),
     };
-    let started = Instant::now();
     let (result, _, events) = run(ask, "hang");
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
 
     let error = result.unwrap_err();
     assert_hidden("the run's error for a timeout", &shown(&error));
