@@ -29,11 +29,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::pin::pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
 
-use common::{failure, yield_times};
+use common::{failure, poll_by_hand, yield_times};
 use miniflow::{
     Action, BatchFlow, BatchNode, Ctx, Error, Event, Flow, FlowError, MAX_ATTEMPTS, Node, NodeId,
     Observer, Params, Phase, Result, RunOptions, Value,
@@ -1079,18 +1077,6 @@ fn leak(name: String) -> &'static str {
     }
 }
 
-/// Polls `future` with a waker that does nothing, at most `polls` times.
-fn poll_at_most<F: Future>(future: F, polls: usize) -> Option<F::Output> {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-    for _ in 0..polls {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return Some(output);
-        }
-    }
-    None
-}
-
 /// Runs `flow` on `store` to the end and checks everything against the model.
 fn agree(
     case: &Case,
@@ -1105,7 +1091,7 @@ fn agree(
     let result = {
         let options = options(case, limit, &observer, &mut checkpoints);
         // Every exec that yields wakes its task at once, so this completes.
-        poll_at_most(flow.run_with(&mut store, options), usize::MAX).unwrap()
+        poll_by_hand(flow.run_with(&mut store, options), usize::MAX).0.unwrap()
     };
     match (&result, &expected) {
         (Ok(action), Ok(want)) => {
@@ -1187,7 +1173,7 @@ proptest! {
             let mut checkpoints = Vec::new();
             let done = {
                 let options = options(&case, limit, &observer, &mut checkpoints);
-                poll_at_most(flow.run_with(&mut store, options), polls).is_some()
+                poll_by_hand(flow.run_with(&mut store, options), polls).0.is_some()
             };
             prop_assert!(store.consistent(), "half a post after {} polls: {:?}", polls, store);
             prop_assert!(

@@ -29,12 +29,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error as _;
 use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use futures::task::noop_waker;
 use miniflow::{
     Action, BatchAsyncFlow, BatchNode, Ctx, Error, Event, Flow, FlowError, Node, Parallel, Params,
     Phase, Result, RunOptions, node_fn,
@@ -63,20 +60,6 @@ fn drive<F: Future>(executor: usize, future: F) -> F::Output {
             (None, _) => panic!("the run was still pending after {MAX_POLLS} polls"),
         },
     }
-}
-
-/// Polls `future` with a no-op waker until it finishes or `limit` polls were made, then drops
-/// it. Returns its output, if it finished, and the number of polls made.
-fn poll_by_hand<F: Future>(future: F, limit: usize) -> (Option<F::Output>, usize) {
-    let waker = noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    for polls in 1..=limit {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return (Some(output), polls);
-        }
-    }
-    (None, limit)
 }
 
 /// The `count` cases of test number `test`: each a label for assertion messages (the seed and

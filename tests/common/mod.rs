@@ -151,3 +151,17 @@ impl Rng {
         self.next_u64() % 100 < percent
     }
 }
+
+/// Polls `future` with a waker that does nothing until it finishes or `limit` polls were made,
+/// then drops it. Returns its output, if it finished, and the number of polls made. (Every
+/// pending future in these tests wakes itself, so each poll makes progress.)
+pub fn poll_by_hand<F: Future>(future: F, limit: usize) -> (Option<F::Output>, usize) {
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    let mut future = std::pin::pin!(future);
+    for polls in 1..=limit {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return (Some(output), polls);
+        }
+    }
+    (None, limit)
+}
