@@ -434,6 +434,9 @@ impl<S: Send> Flow<S> {
         // Kept only under a step limit, the one error that lists them.
         let (mut recent, mut runs, limited) = ([0; RECENT], 0, scope.run.limited());
         loop {
+            if scope.run.busy() {
+                run::yield_now().await; // between two nodes: every `post` so far is whole
+            }
             let slot = &self.slots[current];
             let path = scope.path.child(&slot.name);
             // `run::visit`, written out so that the step's own future is awaited directly.

@@ -21,6 +21,7 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
@@ -379,24 +380,58 @@ where
     }
 }
 
-/// What every step of one run shares: the observer, and the count of node runs so far with
-/// its limit.
+/// What every step of one run shares: the observer, the count of node runs so far with its
+/// limit, and the count of units of work since the run last gave its executor a turn.
 #[allow(missing_debug_implementations)]
 pub struct RunCx<'a> {
     pub observer: Option<&'a dyn Observer>,
     steps: AtomicUsize,
     max_steps: usize,
+    work: AtomicUsize,
 }
+
+/// How many units of work (node runs, batch items) a run does between two turns it gives its
+/// executor: see [`RunCx::busy`].
+pub const TURN: usize = 128;
 
 impl<'a> RunCx<'a> {
     pub fn new(observer: Option<&'a dyn Observer>, max_steps: usize) -> Self {
-        RunCx { observer, steps: AtomicUsize::new(0), max_steps }
+        RunCx { observer, steps: AtomicUsize::new(0), max_steps, work: AtomicUsize::new(0) }
+    }
+
+    /// Counts one unit of work, and says whether the run should now give its executor a turn
+    /// ([`yield_now`]): every [`TURN`]th unit, so that a run whose nodes never await still
+    /// returns to its executor regularly — to be cancelled, and to let other tasks and timers
+    /// run. Called where no `post` is halfway: before a node run or a batch item. One counter
+    /// for the whole run, so that nested flows of a few nodes each add up like one long loop.
+    ///
+    /// Measured with the instruction count (`benches/instructions.py`): see the CHANGELOG.
+    #[inline]
+    pub fn busy(&self) -> bool {
+        // Polled by one task at a time (see `count`), so a load and a store count exactly.
+        let work = self.work.load(Relaxed).wrapping_add(1);
+        self.work.store(work, Relaxed);
+        work % TURN == 0
     }
 
     /// Whether the run has a step limit.
     pub fn limited(&self) -> bool {
         self.max_steps < usize::MAX
     }
+}
+
+/// Returns `Pending` once, after waking its task: the executor polls the run again after its
+/// other work. The one await in the crate that is not inside an `exec` or a `wait`.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| match std::mem::replace(&mut yielded, true) {
+        true => Poll::Ready(()),
+        false => {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// The most recent node runs of a flow that a [`FlowError::StepLimit`] lists.
@@ -413,6 +448,9 @@ pub async fn visit<S>(
     store: Store<'_, S>,
     scope: &Scope<'_>,
 ) -> Outcome<(Action, usize)> {
+    if scope.run.busy() {
+        yield_now().await;
+    }
     count(scope.run)?;
     match scope.run.observer {
         None => step.run(store, scope).await,
