@@ -411,7 +411,7 @@ impl<'a> RunCx<'a> {
         // Polled by one task at a time (see `count`), so a load and a store count exactly.
         let work = self.work.load(Relaxed).wrapping_add(1);
         self.work.store(work, Relaxed);
-        work % TURN == 0
+        work.is_multiple_of(TURN)
     }
 
     /// Whether the run has a step limit.
