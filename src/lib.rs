@@ -144,7 +144,7 @@
 //! let trace = Trace::new();
 //! smol::block_on(flow.run_with(&mut Vec::new(), RunOptions::new().observer(&trace)))?;
 //! assert_eq!(trace.rows()[0].runs, 1);
-//! println!("{trace}"); // node, runs, attempts, start, end, busy
+//! println!("{trace}"); // node, runs, attempts, start, end, busy, mean, max
 //! # Ok::<(), miniflow::Error>(())
 //! ```
 //!

@@ -1,6 +1,7 @@
 //! Watching a run: the [`Observer`] hook, the [`Event`]s it receives, and [`Trace`], a
 //! ready-made observer that times every node.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -244,13 +245,13 @@ impl Drop for Ending<'_> {
 }
 
 /// A ready-made [`Observer`] that times every node: how often it ran, with how many attempts,
-/// when it first started and last ended, and how long it was busy. `Display` prints the
-/// table:
+/// when it first started and last ended, how long it was busy in all, on average and at most.
+/// `Display` prints the table:
 ///
 /// ```text
-/// node          runs  attempts   start ms     end ms    busy ms
-/// fetch            1         2        0.0      212.4      212.4
-/// summarize        1         1      212.5      250.9       38.4
+/// node          runs  attempts   start ms     end ms    busy ms    mean ms     max ms
+/// fetch            1         2        0.0      212.4      212.4      212.4      212.4
+/// summarize        1         1      212.5      250.9       38.4       38.4       38.4
 /// ```
 ///
 /// Start and end are measured from the run's start, so nodes that overlapped (concurrent
@@ -276,22 +277,42 @@ impl Drop for Ending<'_> {
 /// # Ok::<(), miniflow::Error>(())
 /// ```
 ///
-/// A `Trace` keeps one row per node path, so a batch flow's sub-runs get one row each
-/// (`"fan[0]/fetch"`, `"fan[1]/fetch"`, …), while a batch node's items share its one row (its
-/// `attempts` add up over the items). A nested flow's or `Parallel`'s row spans the rows of
-/// the nodes inside it, so to add up the time of the work itself, skip the rows that others
-/// extend (`"draft"` when `"draft/write"` is there). Give each run its own `Trace`; reused, it
-/// adds the runs up, with times measured from the first.
+/// # One row per node of the flow's definition
+///
+/// A `Trace` keeps one row per node as the flows define it, not per node run: the runs of a
+/// node in a loop, in every sub-run of a batch flow and in every item's flow share its row,
+/// named by its path without the items' indices (`"fan/fetch"` for `"fan[0]/fetch"`,
+/// `"fan[1]/fetch"`, …). So a batch flow of 100,000 sub-runs prints as many rows as its flow
+/// has nodes, with the count, total, mean and maximum of their times — the numbers that show a
+/// slow node or a straggler — and a `Trace` costs the same per event however large the run
+/// (a lookup in a hash map). A batch node's items are one node run: its `attempts` add up over
+/// its items. A nested flow's or `Parallel`'s row spans the rows of the nodes inside it, so to
+/// add up the time of the work itself, skip the rows that others extend (`"draft"` when
+/// `"draft/write"` is there). For each item's own timing, write a closure observer: every
+/// [`Event::NodeEnd`] carries the full path and the elapsed time.
+///
+/// Give each run its own `Trace`; reused, it adds the runs up, with times measured from the
+/// first.
 #[derive(Debug, Default)]
 pub struct Trace {
-    state: Mutex<(Option<Instant>, Vec<TraceRow>)>,
+    state: Mutex<Table>,
+}
+
+/// What a [`Trace`] has recorded: the rows, an index of them by node, and the clock's origin.
+#[derive(Debug, Default)]
+struct Table {
+    origin: Option<Instant>,
+    rows: Vec<TraceRow>,
+    index: HashMap<String, usize>,
+    /// The path of the event being recorded, reused from one event to the next.
+    path: String,
 }
 
 /// One node's line in a [`Trace`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TraceRow {
-    /// The node's path.
+    /// The node's path, without the indices of items and sub-runs (`"fan/fetch"`).
     pub node: String,
     /// How many of its runs ended (a run that failed is not counted).
     pub runs: usize,
@@ -303,6 +324,17 @@ pub struct TraceRow {
     pub end: Duration,
     /// The time spent in its runs, added up.
     pub busy: Duration,
+    /// The longest of its runs.
+    pub max: Duration,
+}
+
+impl TraceRow {
+    /// The average time of one of its runs: [`busy`](TraceRow::busy) divided by
+    /// [`runs`](TraceRow::runs).
+    pub fn mean(&self) -> Duration {
+        let nanos = self.busy.as_nanos() / self.runs.max(1) as u128;
+        Duration::from_nanos(nanos as u64) // at most `busy`, which fits
+    }
 }
 
 impl Trace {
@@ -313,39 +345,39 @@ impl Trace {
 
     /// The rows so far, in the order the nodes first ended.
     pub fn rows(&self) -> Vec<TraceRow> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).rows.clone()
     }
 }
 
 impl Observer for Trace {
     fn event(&self, event: &Event<'_>) {
         let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (origin, rows) = &mut *state;
-        let origin = *origin.get_or_insert(now);
+        let mut table = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let table = &mut *table;
+        let origin = *table.origin.get_or_insert(now);
         let &Event::NodeEnd { node, attempts, elapsed, .. } = event else { return };
-        let node = node.to_string();
+        table.path.clear();
+        let _ = node.write(&mut table.path, false);
         let end = now - origin;
-        let i = match rows.iter().position(|row| row.node == node) {
-            Some(i) => i,
+        let i = match table.index.get(&table.path) {
+            Some(&i) => i,
             None => {
+                let node = table.path.clone();
+                table.index.insert(node.clone(), table.rows.len());
                 let start = end.saturating_sub(elapsed);
-                rows.push(TraceRow {
-                    node,
-                    runs: 0,
-                    attempts: 0,
-                    start,
-                    end,
-                    busy: Duration::ZERO,
-                });
-                rows.len() - 1
+                let zero = Duration::ZERO;
+                let row =
+                    TraceRow { node, runs: 0, attempts: 0, start, end, busy: zero, max: zero };
+                table.rows.push(row);
+                table.rows.len() - 1
             }
         };
-        let row = &mut rows[i];
+        let row = &mut table.rows[i];
         row.runs += 1;
         row.attempts += attempts;
         row.end = end;
         row.busy += elapsed;
+        row.max = row.max.max(elapsed);
     }
 }
 
@@ -353,15 +385,15 @@ impl fmt::Display for Trace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rows = self.rows();
         let width = rows.iter().map(|row| row.node.chars().count()).max().unwrap_or(0).max(4);
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        write!(f, "{:width$}  runs  attempts   start ms     end ms    busy ms", "node")?;
+        write!(f, "{:width$}  runs  attempts", "node")?;
+        for column in ["start", "end", "busy", "mean", "max"] {
+            write!(f, "  {column:>6} ms")?;
+        }
         for r in &rows {
-            let (start, end, busy) = (ms(r.start), ms(r.end), ms(r.busy));
-            write!(
-                f,
-                "\n{:width$}  {:>4}  {:>8}  {start:>9.1}  {end:>9.1}  {busy:>9.1}",
-                r.node, r.runs, r.attempts
-            )?;
+            write!(f, "\n{:width$}  {:>4}  {:>8}", r.node, r.runs, r.attempts)?;
+            for time in [r.start, r.end, r.busy, r.mean(), r.max] {
+                write!(f, "  {:>9.1}", time.as_secs_f64() * 1e3)?;
+            }
         }
         Ok(())
     }

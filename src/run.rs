@@ -206,18 +206,26 @@ impl<'a> NodePath<'a> {
     fn is_root(&self) -> bool {
         self.parent.is_none() && self.name.is_empty() && self.index.is_none()
     }
+
+    /// Writes the path as `Display` does, or, with `items` false, without the indices of items
+    /// and sub-runs: the node as its flow defines it, one name for all its runs (`"fan/fetch"`
+    /// for `"fan[3]/fetch"`), which is what [`Trace`](crate::Trace) groups by.
+    pub(crate) fn write(&self, out: &mut impl fmt::Write, items: bool) -> fmt::Result {
+        if let Some(parent) = self.parent.filter(|p| !p.is_root()) {
+            parent.write(out, items)?;
+            out.write_char('/')?;
+        }
+        out.write_str(self.name)?;
+        match self.index {
+            Some(i) if items => write!(out, "[{i}]"),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl fmt::Display for NodePath<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(parent) = self.parent.filter(|p| !p.is_root()) {
-            write!(f, "{parent}/")?;
-        }
-        f.write_str(self.name)?;
-        match self.index {
-            Some(i) => write!(f, "[{i}]"),
-            None => Ok(()),
-        }
+        self.write(f, true)
     }
 }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use futures::future;
 use miniflow::{
-    Action, BatchAsyncFlow, BatchNode, Ctx, Error, Event, Flow, FlowError, Node, Observer,
-    Parallel, Params, Result, RunOptions, Trace, Wait, node_fn,
+    Action, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Error, Event, Flow, FlowError, Node,
+    Observer, Parallel, Params, Result, RunOptions, Trace, Wait, node_fn,
 };
 
 mod common;
@@ -957,7 +957,81 @@ fn trace_displays_a_header_and_one_line_per_row() {
             &["check", "3", "3"],
         ]
     );
-    assert!(table.iter().all(|fields| fields.len() == 6), "{shown}");
+    assert!(table.iter().all(|fields| fields.len() == 8), "{shown}");
+}
+
+#[test]
+fn trace_prints_each_row_s_times_in_milliseconds_with_one_decimal() {
+    let flow = looping_flow(Flaky::new(1, 2));
+    let trace = Trace::new();
+    smol::block_on(flow.run_with(&mut 0, RunOptions::new().observer(&trace))).unwrap();
+
+    let shown = trace.to_string();
+    let mut lines = shown.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "node     runs  attempts   start ms     end ms    busy ms    mean ms     max ms"
+    );
+    let ms = |d: Duration| format!("{:>9.1}", d.as_secs_f64() * 1e3);
+    for (line, row) in lines.zip(trace.rows()) {
+        let times = [row.start, row.end, row.busy, row.mean(), row.max].map(ms).join("  ");
+        assert_eq!(line, format!("{:7}  {:>4}  {:>8}  {times}", row.node, row.runs, row.attempts));
+    }
+}
+
+#[test]
+fn trace_keeps_one_row_per_node_of_the_definition_with_count_total_mean_and_max() {
+    // A batch flow of 1,000 sub-runs, each looping `a` twice and `b` once.
+    let mut inner = Flow::new();
+    let a = inner.add(
+        "a",
+        node_fn(|n: &mut u32, _| {
+            *n += 1;
+            Ok(if *n % 2 == 1 { "again" } else { "on" }.into())
+        }),
+    );
+    let b = inner.add("b", node_fn(|_: &mut u32, _| Ok(Action::DEFAULT)));
+    inner.edge(a, "again", a).unwrap();
+    inner.edge(a, "on", b).unwrap();
+    let sets = |_: &u32, _: &Params| Ok(vec![Params::new(); 1_000]);
+    let mut flow = Flow::new();
+    flow.add("fan", BatchFlow::new(inner, sets));
+
+    let trace = Trace::new();
+    let mut n = 0;
+    smol::block_on(flow.run_with(&mut n, RunOptions::new().observer(&trace))).unwrap();
+    assert_eq!(n, 2_000);
+    let rows = trace.rows();
+    let counts: Vec<(&str, usize)> = rows.iter().map(|r| (r.node.as_str(), r.runs)).collect();
+    assert_eq!(counts, [("fan/a", 2_000), ("fan/b", 1_000), ("fan", 1)]);
+    for row in &rows {
+        assert!(row.max <= row.busy && row.mean() <= row.max, "{row:?}");
+        let nanos = row.busy.as_nanos() / row.runs as u128;
+        assert_eq!(row.mean(), Duration::from_nanos(nanos as u64), "{row:?}");
+    }
+    assert_eq!(trace.to_string().lines().count(), 4);
+}
+
+#[test]
+fn trace_of_a_hundred_thousand_sub_runs_has_one_row_per_node() {
+    // Each event costs a hash-map lookup, so this is as quick per sub-run as a run of ten.
+    let mut inner = Flow::new();
+    inner.add(
+        "one",
+        node_fn(|n: &mut u32, _| {
+            *n += 1;
+            Ok(Action::DEFAULT)
+        }),
+    );
+    let sets = |_: &u32, _: &Params| Ok((0..100_000).map(|i| Params::new().with("i", i)).collect());
+    let mut flow = Flow::new();
+    flow.add("fan", BatchFlow::new(inner, sets));
+    let trace = Trace::new();
+    let mut n = 0;
+    smol::block_on(flow.run_with(&mut n, RunOptions::new().observer(&trace))).unwrap();
+    assert_eq!(n, 100_000);
+    let rows: Vec<(String, usize)> = trace.rows().into_iter().map(|r| (r.node, r.runs)).collect();
+    assert_eq!(rows, [("fan/one".to_string(), 100_000), ("fan".to_string(), 1)]);
 }
 
 #[test]
