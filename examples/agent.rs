@@ -362,7 +362,7 @@ fn stand_in(prompt: &str, rambled: &AtomicBool) -> String {
     }
 }
 
-fn main() -> miniflow::Result<()> {
+fn main() -> support::Main {
     let rambled = AtomicBool::new(false);
     let model = support::model(Rules::new(move |prompt: &str| stand_in(prompt, &rambled)))?;
 

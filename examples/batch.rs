@@ -120,7 +120,7 @@ fn translator(model: &Arc<dyn Model>, in_flight: usize) -> Flow<Store> {
     flow
 }
 
-fn main() -> miniflow::Result<()> {
+fn main() -> support::Main {
     // 100 ms per reply: slow enough that running the requests together visibly pays off.
     let slow = Slow::new(Arc::new(Rules::new(stand_in)), Duration::from_millis(100));
     let model = support::model(slow)?;

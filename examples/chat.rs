@@ -196,7 +196,7 @@ fn input_from_args() -> Result<Input> {
     Ok(Input { lines: Arc::new(Mutex::new(lines)), interactive })
 }
 
-fn main() -> miniflow::Result<()> {
+fn main() -> support::Main {
     let model = support::model(Remembers)?;
 
     let mut flow = Flow::new();

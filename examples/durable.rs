@@ -27,6 +27,8 @@ use futures::future::{self, Either};
 use miniflow::{Action, Ctx, Event, Flow, Node, Observer, Params, Result, RunOptions, node_fn};
 use serde::{Deserialize, Serialize};
 
+mod support;
+
 /// How long the simulated shop, tax and accounting services take to answer.
 const NETWORK: Duration = Duration::from_millis(10);
 
@@ -240,7 +242,7 @@ impl Finished {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> support::Main {
     let flow = build()?;
     let path = std::env::temp_dir().join(format!("miniflow-durable-{}.json", std::process::id()));
     let new_books = || Books { month: "2024-06".to_string(), ..Books::default() };

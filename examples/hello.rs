@@ -58,7 +58,7 @@ fn stand_in(question: &str) -> String {
     }
 }
 
-fn main() -> miniflow::Result<()> {
+fn main() -> support::Main {
     let model = support::model(Rules::new(stand_in))?;
     let mut flow = Flow::new();
     flow.add("answer", Answer { model });

@@ -224,7 +224,7 @@ fn stand_in(prompt: &str) -> String {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> support::Main {
     let model = support::model(Rules::new(stand_in))?;
     let flow = build(model)?;
     let mut reviewer = Reviewer::new();

@@ -215,7 +215,7 @@ fn stand_in(prompt: &str) -> String {
         .to_string()
 }
 
-fn main() -> miniflow::Result<()> {
+fn main() -> support::Main {
     // 50 ms per answer, so the stand-in waits like a real model and the calls overlap.
     let slow = Slow::new(Arc::new(Rules::new(stand_in)), Duration::from_millis(50));
     let model = support::model(slow)?;

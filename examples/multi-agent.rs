@@ -334,7 +334,7 @@ fn guesser_rule(prompt: &str) -> String {
     .to_string()
 }
 
-fn main() -> miniflow::Result<()> {
+fn main() -> support::Main {
     // One model for both agents: each node's system prompt tells it which part to play.
     let model = support::model(Rules::new(stand_in))?;
 

@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 
 use miniflow::{Action, BatchAsyncFlow, BatchFlow, Ctx, Flow, Node, Params, Result};
 
+mod support;
+
 /// The shared store: the grades going in, the averages coming out. Maps are keyed by class,
 /// then student, so every sub-run has a slot of its own.
 #[derive(Debug, Default)]
@@ -150,7 +152,7 @@ fn grades() -> BTreeMap<String, BTreeMap<String, Vec<u32>>> {
         .collect()
 }
 
-fn main() -> miniflow::Result<()> {
+fn main() -> support::Main {
     // Innermost: one student.
     let mut student = Flow::new();
     student.add("average", StudentAverage);

@@ -127,7 +127,7 @@ fn ask(model: Arc<dyn Model>, timeout: Option<Duration>) -> Result<Answer> {
     store.answer.ok_or_else(|| "the flow ended without an answer".into())
 }
 
-fn main() -> miniflow::Result<()> {
+fn main() -> support::Main {
     let model = support::model(Rules::new(stand_in))?;
     let print = |answer: &Answer| {
         let from = if answer.canned { "fallback" } else { "model" };

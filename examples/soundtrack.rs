@@ -245,7 +245,7 @@ fn stand_in(prompt: &str) -> String {
     reply.to_string()
 }
 
-fn main() -> miniflow::Result<()> {
+fn main() -> support::Main {
     let rules = Arc::new(Rules::new(stand_in));
     let model = support::model(Slow::new(rules, Duration::from_millis(150)))?;
 

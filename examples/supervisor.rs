@@ -319,7 +319,7 @@ fn stand_in(prompt: &str) -> String {
     }
 }
 
-fn main() -> miniflow::Result<()> {
+fn main() -> support::Main {
     let model = support::model(Rules::new(stand_in))?;
 
     // The agent, built as a flow of its own.

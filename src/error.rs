@@ -57,6 +57,46 @@ impl fmt::Display for Phase {
 ///
 /// The variants are `#[non_exhaustive]`: match them with `..`.
 ///
+/// # Printing: `{}` says where, `{:#}` says why
+///
+/// `Display` (`{}`) writes this error's own message, which names the node, the phase and the
+/// attempts; the cause — your error, a [`TimedOut`](crate::TimedOut), the hook's error — is
+/// its [`source()`](std::error::Error::source), as error-reporting crates expect (they print
+/// the chain themselves, and would print it twice otherwise). The alternate form `{:#}`
+/// writes the message followed by the whole chain of causes, each after `": "`: use it where
+/// a person reads the error (a log line, `eprintln!`). [`Event`](crate::Event)s always show
+/// the chain.
+///
+/// ```
+/// use std::time::Duration;
+/// use miniflow::{Action, Ctx, Flow, Node, Params, Result};
+///
+/// struct Slow;
+/// impl Node<()> for Slow {
+///     type Prep = ();
+///     type Output = ();
+///     fn prep(&self, _: &(), _: &Params) -> Result<()> { Ok(()) }
+///     async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<()> {
+///         smol::Timer::after(Duration::from_secs(60)).await; // far too slow
+///         Ok(())
+///     }
+///     fn post(&self, _: &mut (), _: (), _: ()) -> Result<Action> { Ok(Action::DEFAULT) }
+///     fn timeout(&self) -> Option<Duration> { Some(Duration::from_millis(5)) }
+///     fn max_retries(&self) -> usize { 2 }
+/// }
+///
+/// let mut flow = Flow::new();
+/// flow.add("slow", Slow);
+/// let err = smol::block_on(flow.run(&mut ())).unwrap_err();
+/// assert_eq!(err.to_string(), "node `slow` failed in exec after 2 attempts");
+/// assert_eq!(
+///     format!("{err:#}"),
+///     "node `slow` failed in exec after 2 attempts: exec timed out after 5ms"
+/// );
+/// ```
+///
+/// Routing, validation and configuration errors:
+///
 /// ```
 /// use miniflow::{Action, Flow, FlowError, node_fn};
 ///
@@ -241,7 +281,34 @@ impl FlowError {
 }
 
 impl fmt::Display for FlowError {
+    /// The error's own message; with `{:#}`, followed by its chain of causes (see
+    /// [`FlowError`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.message(f)?;
+        match f.alternate() {
+            true => causes(f, std::error::Error::source(self)),
+            false => Ok(()),
+        }
+    }
+}
+
+/// Writes `: cause` for `error` and each error in its chain of [`source`]s, in order.
+///
+/// [`source`]: std::error::Error::source
+pub(crate) fn causes(
+    f: &mut fmt::Formatter<'_>,
+    mut error: Option<&(dyn std::error::Error + 'static)>,
+) -> fmt::Result {
+    while let Some(cause) = error {
+        write!(f, ": {cause}")?;
+        error = cause.source();
+    }
+    Ok(())
+}
+
+impl FlowError {
+    /// The message of `Display`, without the causes.
+    fn message(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FlowError::NodeFailed { node, phase: Phase::Exec, attempts, .. } => {
                 let s = if *attempts == 1 { "" } else { "s" };

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::error::causes;
 use crate::{Action, Error, FlowError, NodePath};
 
 /// A hook that sees everything one run does, given to
@@ -112,7 +113,10 @@ impl<F: Fn(&Event<'_>) + Sync> Observer for F {
 /// before the `Failed`. Concurrent sub-runs interleave their events; siblings dropped by a
 /// failure keep their `NodeStart` without an end.
 ///
-/// `Display` writes one line per event, for logs.
+/// `Display` writes one line per event, for logs. The events that report a failure
+/// ([`Retry`](Event::Retry), [`Fallback`](Event::Fallback), [`Failed`](Event::Failed)) show
+/// the error with its whole chain of causes, each after `": "`, so the line says why:
+/// `` run failed: node `save` failed in post: disk full ``.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub enum Event<'a> {
@@ -201,14 +205,17 @@ impl fmt::Display for Event<'_> {
             }
             Event::Retry { node, attempt, error, delay } => {
                 let nth = attempt + 1; // people count attempts from 1
-                write!(f, "`{node}` attempt {nth} failed: {error}; retrying in {delay:?}")
+                write!(f, "`{node}` attempt {nth} failed")?;
+                causes(f, Some(&***error))?;
+                write!(f, "; retrying in {delay:?}")
             }
             Event::Fallback { node, error } => {
-                write!(f, "`{node}` falls back after its last attempt failed: {error}")
+                write!(f, "`{node}` falls back after its last attempt failed")?;
+                causes(f, Some(&***error))
             }
             Event::Custom { node, kind, data } => write!(f, "`{node}` {kind}: {data}"),
             Event::Finished { action } => write!(f, "run finished with {action:?}"),
-            Event::Failed { error } => write!(f, "run failed: {error}"),
+            Event::Failed { error } => write!(f, "run failed: {error:#}"),
             Event::Cancelled => f.write_str("run cancelled"),
         }
     }

@@ -368,3 +368,18 @@ fn a_base_url_without_a_model_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_failed_run_prints_its_whole_chain_of_causes() {
+    // Port 9 (discard) refuses the connection: the node fails, and the example says why.
+    let env = [("MINIFLOW_BASE_URL", "http://127.0.0.1:9/v1"), ("MINIFLOW_MODEL", "tiny")];
+    let out = cargo_run("hello", &[], None, &env);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr.lines().find(|l| l.starts_with("Error: ")).unwrap_or_default();
+    assert!(
+        error.starts_with("Error: node `answer` failed in exec after 1 attempt: ")
+            && error.contains("Connection refused"),
+        "{stderr}"
+    );
+}

@@ -1047,3 +1047,113 @@ fn trace_has_no_row_for_a_node_whose_run_failed() {
     assert_eq!(nodes, ["load"]);
     assert_eq!(trace.to_string().lines().count(), 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Causes: the events that report a failure show its whole chain
+// ---------------------------------------------------------------------------------------------
+
+/// An error with a cause of its own, to check that the whole chain is shown.
+#[derive(Debug)]
+struct Wrapped(&'static str, Failure);
+
+impl std::fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Wrapped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.1)
+    }
+}
+
+/// The lines a run shows its observer, for events that are not node starts and ends.
+fn shown_lines(flow: &Flow<u32>) -> Vec<String> {
+    let lines = Mutex::new(Vec::new());
+    let record = |event: &Event<'_>| match event {
+        Event::NodeStart { .. } | Event::NodeEnd { .. } | Event::RunStart => {}
+        _ => lines.lock().unwrap().push(event.to_string()),
+    };
+    let _ = smol::block_on(flow.run_with(&mut 0, RunOptions::new().observer(&record)));
+    lines.into_inner().unwrap()
+}
+
+#[test]
+fn a_failed_post_shows_its_error_in_the_failed_event() {
+    let mut flow = Flow::new();
+    flow.add("save", node_fn(|_: &mut u32, _| Err("disk full".into())));
+    assert_eq!(shown_lines(&flow), ["run failed: node `save` failed in post: disk full"]);
+}
+
+/// Fails every attempt with a chained error; its fallback fails with an error of its own.
+struct Chained;
+
+impl Node<u32> for Chained {
+    type Prep = ();
+    type Output = ();
+
+    fn prep(&self, _: &u32, _: &Params) -> Result<()> {
+        Ok(())
+    }
+
+    async fn exec(&self, _: &(), cx: Ctx<'_>) -> Result<()> {
+        let n = cx.attempt() + 1;
+        Err(Box::new(Wrapped(
+            if n == 1 { "request failed" } else { "still failing" },
+            Failure("503".into()),
+        )))
+    }
+
+    async fn exec_fallback(&self, _: &(), _: Error, _: Ctx<'_>) -> Result<()> {
+        Err("no cached answer either".into())
+    }
+
+    fn post(&self, _: &mut u32, _: (), _: ()) -> Result<Action> {
+        Ok(Action::DEFAULT)
+    }
+
+    fn max_retries(&self) -> usize {
+        2
+    }
+}
+
+#[test]
+fn retries_fallbacks_and_failures_show_the_whole_chain() {
+    let mut flow = Flow::new();
+    flow.add("ask", Chained);
+    assert_eq!(
+        shown_lines(&flow),
+        [
+            "`ask` attempt 1 failed: request failed: 503; retrying in 0ns",
+            "`ask` falls back after its last attempt failed: still failing: 503",
+            // The fallback's own error is the one the run fails with, and it is shown.
+            "run failed: node `ask` failed in exec after 2 attempts: no cached answer either",
+        ]
+    );
+}
+
+#[test]
+fn an_inner_flow_s_failure_shows_every_level() {
+    let mut inner = Flow::new();
+    inner.add(
+        "save",
+        node_fn(|_: &mut u32, _| {
+            Err(Box::new(Wrapped("write failed", Failure("disk full".into()))) as Error)
+        }),
+    );
+    let mut flow = Flow::new();
+    flow.add("outer", inner);
+    assert_eq!(
+        shown_lines(&flow),
+        ["run failed: node `outer/save` failed in post: write failed: disk full"]
+    );
+    let err = smol::block_on(flow.run(&mut 0)).unwrap_err();
+    assert_eq!(err.to_string(), "node `outer/save` failed in post");
+    assert_eq!(format!("{err:#}"), "node `outer/save` failed in post: write failed: disk full");
+    // A flow error with no cause reads the same either way.
+    let mut empty = Flow::<u32>::new();
+    let err = smol::block_on(empty.run(&mut 0)).unwrap_err();
+    assert_eq!(format!("{err:#}"), err.to_string());
+    empty.add("x", node_fn(|_: &mut u32, _| Ok(Action::DEFAULT)));
+}

@@ -34,6 +34,35 @@
 pub mod openai;
 pub mod text;
 
+/// What each example's `main` returns: `Ok`, or the error that stopped it.
+///
+/// A `main` that returns an error makes Rust print the error's `Debug`, which for a
+/// [`miniflow::FlowError`] is a struct dump. [`Failed`]'s `Debug` is what a person wants
+/// instead: the message and its whole chain of causes, as `{:#}` shows a `FlowError` —
+/// `` node `save` failed in post: disk full ``.
+pub type Main = Result<(), Failed>;
+
+/// The error of a failed example: any error, shown with its chain of causes (see [`Main`]).
+pub struct Failed(miniflow::Error);
+
+impl<E: Into<miniflow::Error>> From<E> for Failed {
+    fn from(error: E) -> Self {
+        Failed(error.into())
+    }
+}
+
+impl fmt::Debug for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
