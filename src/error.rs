@@ -204,6 +204,10 @@ pub enum FlowError {
         /// earlier sub-runs of a batch flow or branches of a parallel node still running are
         /// left out: the list shows the one that reached the limit and the flows around it.
         last: Vec<String>,
+        /// The path of the node the run did not start: where it was when it reached the limit,
+        /// even when `last` is empty (a limit reached inside a fan-out before any node there
+        /// finished).
+        next: String,
     },
     /// Some nodes of a flow can never run: no edge leads to them from the start node. Found
     /// on the flow's first run or by [`Flow::validate`](crate::Flow::validate).
@@ -241,7 +245,8 @@ pub enum FlowError {
 
 impl FlowError {
     /// The path of the node this error is about, if it is about one (empty for the outermost
-    /// flow; `None` for [`FlowError::ForeignNode`] and [`FlowError::StepLimit`]).
+    /// flow; for [`FlowError::StepLimit`], the node it did not start; `None` for
+    /// [`FlowError::ForeignNode`]).
     pub fn node(&self) -> Option<&str> {
         match self {
             FlowError::NodeFailed { node, .. }
@@ -252,8 +257,9 @@ impl FlowError {
             | FlowError::InvalidConfig { node, .. }
             | FlowError::Unreachable { node, .. }
             | FlowError::UnknownNode { node, .. }
-            | FlowError::Checkpoint { node, .. } => Some(node),
-            FlowError::ForeignNode { .. } | FlowError::StepLimit { .. } => None,
+            | FlowError::Checkpoint { node, .. }
+            | FlowError::StepLimit { next: node, .. } => Some(node),
+            FlowError::ForeignNode { .. } => None,
         }
     }
 
@@ -352,13 +358,13 @@ impl FlowError {
                 }
             }
             FlowError::InvalidConfig { node, message } => write!(f, "node `{node}`: {message}"),
-            FlowError::StepLimit { limit, last } => {
+            FlowError::StepLimit { limit, last, next } => {
                 let s = if *limit == 1 { "" } else { "s" };
-                write!(f, "the run reached its limit of {limit} step{s}")?;
+                write!(f, "the run reached its limit of {limit} step{s} before starting `{next}`")?;
                 match last.is_empty() {
-                    true if *limit == 0 => write!(f, " before any node ran")?,
+                    true if *limit == 0 => write!(f, ", before any node ran")?,
                     // The runs so far were flows still running, which are not listed.
-                    true => write!(f, " before any node finished")?,
+                    true => write!(f, ", before any node finished")?,
                     false => {
                         write!(f, "; the last nodes run were ")?;
                         list(f, last, " -> ", |n| format!("`{n}`"))?;
@@ -377,7 +383,8 @@ impl FlowError {
                 write!(
                     f,
                     " can never run: no edge leads to {it} from the start node `{flow}{start}`; \
-                     connect {it} with `Flow::edge` or `Flow::then`, or remove {it}"
+                     connect {it} with `Flow::edge` or `Flow::then`, or remove {it} (a node that \
+                     runs only when a run resumes there is declared with `Flow::entry`)"
                 )
             }
             FlowError::UnknownNode { node, name, known } => {

@@ -91,6 +91,8 @@ pub struct Flow<S> {
     id: u64,
     pub(crate) slots: Vec<Slot<S>>,
     pub(crate) start: usize,
+    /// The nodes declared with [`entry`](Flow::entry): reachable, as the start is.
+    entries: Vec<usize>,
     /// The indices of the nodes no edge reaches from the start: worked out on the first run
     /// (or [`validate`](Flow::validate)), forgotten by every change to the flow.
     unreachable: OnceLock<Vec<usize>>,
@@ -101,7 +103,7 @@ impl<S> Flow<S> {
     pub fn new() -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        Flow { id, slots: Vec::new(), start: 0, unreachable: OnceLock::new() }
+        Flow { id, slots: Vec::new(), start: 0, entries: Vec::new(), unreachable: OnceLock::new() }
     }
 
     /// Adds a node and returns its key. The first node added is where runs start.
@@ -173,6 +175,43 @@ impl<S> Flow<S> {
         Ok(())
     }
 
+    /// Declares `node` an entry point: a node that runs may start at with
+    /// [`RunOptions::start_at`] — to resume there, or to take a person's answer — although no
+    /// edge leads to it. [`validate`](Flow::validate) and every run count it as reachable, like
+    /// the start node, and the nodes its edges lead to with it; without the declaration, such
+    /// a node is a [`FlowError::Unreachable`] mistake. (Any node can be started at; only the
+    /// ones no edge reaches need this.)
+    ///
+    /// ```
+    /// use miniflow::{Action, Flow, RunOptions, node_fn};
+    ///
+    /// let mut flow = Flow::<Vec<&str>>::new();
+    /// let draft = flow.add("draft", node_fn(|log: &mut Vec<&str>, _| {
+    ///     log.push("draft");
+    ///     Ok("ask_human".into()) // ends the run: a person reviews the draft
+    /// }));
+    /// let approved = flow.add("approved", node_fn(|log: &mut Vec<&str>, _| {
+    ///     log.push("send");
+    ///     Ok(Action::DEFAULT)
+    /// }));
+    /// flow.end(draft, "ask_human")?;
+    /// flow.entry(approved)?; // reached only by resuming there
+    ///
+    /// let mut log = Vec::new();
+    /// smol::block_on(flow.run(&mut log))?;
+    /// smol::block_on(flow.run_with(&mut log, RunOptions::new().start_at("approved")))?;
+    /// assert_eq!(log, ["draft", "send"]);
+    /// # Ok::<(), miniflow::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`FlowError::ForeignNode`] if `node` was returned by another flow.
+    pub fn entry(&mut self, node: NodeId) -> Result<(), FlowError> {
+        self.entries.push(self.index(node)?);
+        self.unreachable.take();
+        Ok(())
+    }
+
     /// The name a node was added with.
     ///
     /// # Errors
@@ -232,7 +271,8 @@ impl<S> Flow<S> {
     /// assert_eq!(
     ///     err.to_string(),
     ///     "node `review` can never run: no edge leads to it from the start node `draft`; \
-    ///      connect it with `Flow::edge` or `Flow::then`, or remove it"
+    ///      connect it with `Flow::edge` or `Flow::then`, or remove it (a node that runs only \
+    ///      when a run resumes there is declared with `Flow::entry`)"
     /// );
     /// # let _ = draft;
     /// ```
@@ -270,8 +310,12 @@ impl<S> Flow<S> {
         }
         let unreachable = self.unreachable.get_or_init(|| {
             let mut seen = vec![false; self.slots.len()];
-            let mut todo = vec![self.start];
-            seen[self.start] = true;
+            let mut todo = Vec::new();
+            for &root in std::iter::once(&self.start).chain(&self.entries) {
+                if !std::mem::replace(&mut seen[root], true) {
+                    todo.push(root);
+                }
+            }
             while let Some(i) = todo.pop() {
                 for (_, target) in &self.slots[i].edges {
                     if let Target::Node(next) = *target {
@@ -441,7 +485,7 @@ impl<S: Send> Flow<S> {
             let path = scope.path.child(&slot.name);
             // `run::visit`, written out so that the step's own future is awaited directly.
             let (step, inner) = (&*slot.step, Scope { path: &path, ..*scope });
-            let result = match (run::count(scope.run), scope.run.observer) {
+            let result = match (run::count(scope.run, &path), scope.run.observer) {
                 (Err(error), _) => Err(error),
                 (Ok(()), None) => step.run(store.reborrow(), &inner).await,
                 (Ok(()), Some(observer)) => {
@@ -593,7 +637,9 @@ impl<'o, S> RunOptions<'o, S> {
     /// to resume a run that was interrupted, or paused for a person's answer.
     ///
     /// Only nodes of the outermost flow can be named; a nested flow resumes from its own
-    /// start. If the flow has no such node, the run fails with [`FlowError::UnknownNode`].
+    /// start. If the flow has no such node, the run fails with [`FlowError::UnknownNode`]. A
+    /// node that runs are only ever started at (no edge leads to it) must be declared with
+    /// [`Flow::entry`], or the flow fails validation as [`FlowError::Unreachable`].
     /// See the [crate docs](crate#resume) for durable runs and human-in-the-loop.
     #[must_use = "`RunOptions` methods return the options with the setting changed"]
     pub fn start_at(mut self, node: &'o str) -> Self {

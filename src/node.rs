@@ -177,7 +177,9 @@ pub trait Node<S>: Send + Sync {
     ///
     /// An attempt that takes longer is dropped at its current `.await` and counts as failed
     /// with a [`TimedOut`](crate::TimedOut) error: the node retries if it has attempts left,
-    /// then `exec_fallback` gets the error. The timer is the one `wait` uses, so it works
+    /// then `exec_fallback` gets the error. `exec_fallback` gets the same time limit of its
+    /// own: if it runs past it, it is dropped and the node fails with a `TimedOut` error (so a
+    /// fallback that calls a second, slower service cannot hang the run either). The timer is the one `wait` uses, so it works
     /// under any executor. Blocking code inside `exec` cannot be cut short (see the
     /// [crate docs](crate#cancellation)). `Some(Duration::ZERO)` fails the run with
     /// [`FlowError::InvalidConfig`](crate::FlowError::InvalidConfig).

@@ -353,25 +353,15 @@ where
     loop {
         let error = match failed.take() {
             Some(error) => error,
-            None => {
-                let attempt = exec(cx);
-                let result = match policy.timeout {
-                    None => attempt.await,
-                    Some(after) => match future::select(pin!(attempt), Timer::after(after)).await {
-                        Either::Left((result, _)) => result,
-                        Either::Right(_) => Err(Box::new(TimedOut { after }) as Error),
-                    },
-                };
-                match result {
-                    Ok(out) => return Ok((out, cx.attempt() + 1)),
-                    Err(error) => error,
-                }
-            }
+            None => match timed(exec(cx), policy.timeout, false).await {
+                Ok(out) => return Ok((out, cx.attempt() + 1)),
+                Err(error) => error,
+            },
         };
         let (node, attempt) = (cx.path, cx.attempt());
         if attempt + 1 == policy.attempts {
             cx.report(&Event::Fallback { node, error: &error });
-            return match fallback(error, cx).await {
+            return match timed(fallback(error, cx), policy.timeout, true).await {
                 Ok(out) => Ok((out, policy.attempts)),
                 Err(error) => {
                     Err(FlowError::user(node, Phase::Exec, policy.attempts, error).into())
@@ -385,6 +375,20 @@ where
             Timer::after(delay).await;
         }
         cx.attempt += 1;
+    }
+}
+
+/// `work` (an attempt of `exec`, or `exec_fallback` if `fallback`), cut short with a
+/// [`TimedOut`] error if it runs past `limit`.
+async fn timed<T>(
+    work: impl Future<Output = Result<T, Error>>,
+    limit: Option<Duration>,
+    fallback: bool,
+) -> Result<T, Error> {
+    let Some(after) = limit else { return work.await };
+    match future::select(pin!(work), Timer::after(after)).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(Box::new(TimedOut { after, fallback })),
     }
 }
 
@@ -459,7 +463,7 @@ pub async fn visit<S>(
     if scope.run.busy() {
         yield_now().await;
     }
-    count(scope.run)?;
+    count(scope.run, scope.path)?;
     match scope.run.observer {
         None => step.run(store, scope).await,
         Some(observer) => observed(observer, step, store, scope).await,
@@ -468,7 +472,7 @@ pub async fn visit<S>(
 
 /// Counts a node run against the run's step limit.
 #[inline]
-pub fn count(run: &RunCx<'_>) -> Outcome<()> {
+pub fn count(run: &RunCx<'_>, path: &NodePath<'_>) -> Outcome<()> {
     if !run.limited() {
         return Ok(()); // nothing to count against
     }
@@ -476,7 +480,7 @@ pub fn count(run: &RunCx<'_>) -> Outcome<()> {
     // locked read-modify-write) count exactly.
     let steps = run.steps.load(Relaxed);
     if steps >= run.max_steps {
-        return Err(step_limit(run.max_steps));
+        return Err(step_limit(run.max_steps, path));
     }
     run.steps.store(steps + 1, Relaxed);
     Ok(())
@@ -498,10 +502,11 @@ pub async fn observed<S>(
     Ok((action, attempts))
 }
 
+/// The step limit's error, refusing to start the node at `path`.
 #[cold]
-fn step_limit(limit: usize) -> Box<FlowError> {
+fn step_limit(limit: usize, path: &NodePath<'_>) -> Box<FlowError> {
     // Each flow the error leaves adds the nodes it had visited (see `Flow::run_in`).
-    Box::new(FlowError::StepLimit { limit, last: Vec::new() })
+    Box::new(FlowError::StepLimit { limit, last: Vec::new(), next: path.to_string() })
 }
 
 pub fn invalid(path: &NodePath<'_>, message: String) -> FlowError {

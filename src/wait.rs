@@ -1,5 +1,5 @@
 //! Timing attempts: [`Wait`], the pause between a failed attempt and the next, and
-//! [`TimedOut`], the error of an attempt that ran past its node's `timeout()`.
+//! [`TimedOut`], the error of an attempt (or fallback) that ran past its node's `timeout()`.
 
 use std::fmt;
 use std::time::Duration;
@@ -50,7 +50,16 @@ impl Wait {
 
     /// `first` after the first failed attempt, then twice as long after each further one, but
     /// never more than `cap` (which wins if it is the smaller of the two).
+    ///
+    /// # Panics
+    /// If `first` is zero: doubling zero never makes a pause, so it would not back off at all
+    /// (use [`Wait::NONE`] for no pause). In a `const`, this is a compile error.
     pub const fn exponential(first: Duration, cap: Duration) -> Wait {
+        assert!(
+            !first.is_zero(),
+            "Wait::exponential(first, cap) with a zero `first` never pauses: give it a first \
+             pause (Duration::from_millis(100), say), or use Wait::NONE for no pause"
+        );
         Wait { first, cap }
     }
 
@@ -76,22 +85,28 @@ impl From<Duration> for Wait {
 }
 
 /// The error of an attempt that ran longer than its node's
-/// [`timeout()`](crate::Node::timeout).
+/// [`timeout()`](crate::Node::timeout), or of an `exec_fallback` that did.
 ///
 /// A timeout is a failed attempt like any other: the node retries if it has attempts left,
 /// then its `exec_fallback` gets this error (find it with `error.downcast_ref::<TimedOut>()`),
 /// and if the fallback returns it, it is the `source()` of the run's
-/// [`FlowError::NodeFailed`](crate::FlowError::NodeFailed).
+/// [`FlowError::NodeFailed`](crate::FlowError::NodeFailed). The fallback itself runs under the
+/// same limit: one that runs past it fails the node with a `TimedOut` whose
+/// [`fallback`](TimedOut::fallback) is true, so no phase that awaits can hang the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TimedOut {
     /// The node's timeout, which the attempt ran past.
     pub after: Duration,
+    /// Whether it was `exec_fallback` that ran out of time (the limit covers it too), rather
+    /// than an attempt of `exec`.
+    pub fallback: bool,
 }
 
 impl fmt::Display for TimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "exec timed out after {:?}", self.after)
+        let phase = if self.fallback { "exec_fallback" } else { "exec" };
+        write!(f, "{phase} timed out after {:?}", self.after)
     }
 }
 

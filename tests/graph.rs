@@ -327,7 +327,8 @@ fn nodes_reached_only_through_a_loop_are_reachable() {
 fn an_unreachable_node_fails_the_run_before_any_node_runs() {
     let flow = disconnected("draft", "review");
     let message = "node `review` can never run: no edge leads to it from the start node `draft`; \
-                   connect it with `Flow::edge` or `Flow::then`, or remove it";
+                   connect it with `Flow::edge` or `Flow::then`, or remove it (a node that runs only when a run \
+                   resumes there is declared with `Flow::entry`)";
 
     let mut visits = Visits::new();
     let err = run(&flow, &mut visits).unwrap_err();
@@ -351,7 +352,8 @@ fn several_unreachable_nodes_are_listed_in_the_order_they_were_added() {
     flow.then(c, a).unwrap();
     flow.then(a, b).unwrap();
     let message = "nodes `c`, `a`, `b` can never run: no edge leads to them from the start node \
-                   `start`; connect them with `Flow::edge` or `Flow::then`, or remove them";
+                   `start`; connect them with `Flow::edge` or `Flow::then`, or remove them (a node that runs only when a run \
+                   resumes there is declared with `Flow::entry`)";
 
     let err = flow.validate().unwrap_err();
     assert_unreachable(&err, "", &["c", "a", "b"], "start", message);
@@ -369,7 +371,8 @@ fn an_unreachable_node_in_a_nested_flow_is_named_by_its_path() {
     let inner = flow.add("inner", disconnected("a", "x"));
     flow.then(first, inner).unwrap();
     let message = "node `inner/x` can never run: no edge leads to it from the start node \
-                   `inner/a`; connect it with `Flow::edge` or `Flow::then`, or remove it";
+                   `inner/a`; connect it with `Flow::edge` or `Flow::then`, or remove it (a node that runs only when a run \
+                   resumes there is declared with `Flow::entry`)";
 
     let err = flow.validate().unwrap_err();
     assert_unreachable(&err, "inner", &["x"], "a", message);
@@ -396,7 +399,8 @@ fn an_unreachable_node_in_a_batch_flow_is_named_by_the_batch_flow_path() {
         );
         flow.then(first, each).unwrap();
         let message = "node `each/x` can never run: no edge leads to it from the start node \
-                       `each/a`; connect it with `Flow::edge` or `Flow::then`, or remove it";
+                       `each/a`; connect it with `Flow::edge` or `Flow::then`, or remove it (a node that runs only when a run \
+                   resumes there is declared with `Flow::entry`)";
 
         assert_unreachable(&flow.validate().unwrap_err(), "each", &["x"], "a", message);
 
@@ -417,7 +421,8 @@ fn a_parallel_branch_that_is_an_invalid_flow_is_found_by_validate_and_by_the_run
     let both = flow.add("both", both);
     flow.then(first, both).unwrap();
     let message = "node `both/right/r2` can never run: no edge leads to it from the start node \
-                   `both/right/r1`; connect it with `Flow::edge` or `Flow::then`, or remove it";
+                   `both/right/r1`; connect it with `Flow::edge` or `Flow::then`, or remove it (a node that runs only when a run \
+                   resumes there is declared with `Flow::entry`)";
 
     let err = flow.validate().unwrap_err();
     assert_unreachable(&err, "both/right", &["r2"], "r1", message);
@@ -522,7 +527,8 @@ fn set_start_after_a_passed_validate_is_checked_again() {
         &["a"],
         "b",
         "node `a` can never run: no edge leads to it from the start node `b`; connect it with \
-         `Flow::edge` or `Flow::then`, or remove it",
+         `Flow::edge` or `Flow::then`, or remove it (a node that runs only when a run resumes \
+         there is declared with `Flow::entry`)",
     );
 
     // And back: the start that made it valid makes it valid again.

@@ -482,7 +482,8 @@ fn display_names_the_limit_lists_the_nodes_and_says_how_to_fix_it() {
     assert!(message.contains("`a` -> `b` -> `a` -> `b` -> `a`"), "{message}");
     assert!(message.contains("give it an exit"), "{message}");
     assert!(message.contains("raise the limit with `RunOptions::max_steps`"), "{message}");
-    assert_eq!(err.node(), None, "a step limit is about the run, not one node");
+    assert!(message.starts_with("the run reached its limit of 5 steps before starting `b`;"));
+    assert_eq!(err.node(), Some("b"), "the node the run did not start");
     assert!(err.source().is_none());
 }
 
@@ -860,11 +861,17 @@ fn exponential_with_first_above_the_cap_always_gives_the_cap() {
 }
 
 #[test]
-fn exponential_from_zero_stays_zero_for_every_attempt() {
-    let backoff = Wait::exponential(Duration::ZERO, MS(1_000));
-    for attempt in [0, 1, 31, 32, 33, 999, usize::MAX] {
-        assert_eq!(backoff.delay(attempt), Duration::ZERO, "attempt {attempt}");
-    }
+#[should_panic(expected = "Wait::exponential(first, cap) with a zero `first` never pauses")]
+fn exponential_from_zero_is_refused() {
+    // Doubling zero never backs off: a mistake, not a schedule.
+    let _ = Wait::exponential(Duration::ZERO, MS(1_000));
+}
+
+#[test]
+fn exponential_from_the_smallest_pause_backs_off() {
+    let backoff = Wait::exponential(Duration::from_nanos(1), MS(1_000));
+    let pauses: Vec<Duration> = (0..4).map(|attempt| backoff.delay(attempt)).collect();
+    assert_eq!(pauses, [1, 2, 4, 8].map(Duration::from_nanos));
 }
 
 #[test]
@@ -880,12 +887,14 @@ fn step_limit_message_reads_well_at_the_edges() {
     let (zero, _) = run_limited(&ping_pong(), 0);
     assert_eq!(
         zero.unwrap_err().to_string(),
-        "the run reached its limit of 0 steps before any node ran. If that is a loop that \
-         should end, give it an exit; else raise the limit with `RunOptions::max_steps`"
+        "the run reached its limit of 0 steps before starting `a`, before any node ran. If that \
+         is a loop that should end, give it an exit; else raise the limit with \
+         `RunOptions::max_steps`"
     );
     let (one, _) = run_limited(&ping_pong(), 1);
     assert!(one.unwrap_err().to_string().starts_with(
-        "the run reached its limit of 1 step; the last nodes run were `a`. If that is a loop"
+        "the run reached its limit of 1 step before starting `b`; the last nodes run were `a`. \
+         If that is a loop"
     ));
 }
 
