@@ -9,20 +9,25 @@ claim is checked against, since it is the same on any x86-64 machine however bus
                                                      # with another malloc (LD_PRELOAD)
 
 It builds the benchmark program in release (`cargo bench --bench miniflow --no-run`), then
-runs each workload once at size n and once at 2n under valgrind's cachegrind, through the
-program's `--count KEY N` (one untimed run, no warm-up):
+runs each workload once at size n and once at 2n under valgrind, through the program's
+`--count KEY N` (one untimed run, no warm-up):
 
-    setarch -R valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+    setarch -R valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file=DIR/out \
         ./miniflow-HASH --count KEY N
 
-and prints (I(2n) - I(n)) / n: the instructions one more unit of work costs (a node run, an
-item, a sub-run), with what a run costs once (start-up, the executor, the flow's first check)
-cancelled out. Nothing outside the program moves the counts: it runs with an empty
-environment, from its own folder by a relative path (so neither the shell's variables nor the
-checkout's path shift the stack), with address randomization off (`setarch -R`: where buffers
-land changes what `memcpy` executes). What is left is smol's timer thread (async-io's driver,
-started by `smol::block_on`), which wakes a number of times that depends on the clock: it
-moves a run's count by a few hundred instructions at most, under 0.01 per unit at these sizes.
+and prints (I(2n) - I(n)) / n, where I is the instructions executed by the thread that runs the
+flow (the main thread: nothing in a run is spawned): the instructions one more unit of work
+costs (a node run, an item, a sub-run), with what a run costs once (start-up, the executor,
+the flow's first check) cancelled out. Callgrind counts per thread, which leaves out smol's
+timer thread (async-io's driver, started by `smol::block_on`): it does a clock-dependent
+amount of work, which moved cachegrind's whole-process count by up to 15,000 instructions
+between two runs. (Callgrind also counts a little lower than cachegrind on some workloads:
+792 against 794 per `BatchFlow` sub-run, 363 both per chain node run; so compare figures
+from this script with figures from this script only.) Nothing else outside the program moves the counts: it runs
+with an empty environment, from its own folder by a relative path (so neither the shell's
+variables nor the checkout's path shift the stack), with address randomization off
+(`setarch -R`: where buffers land changes what `memcpy` executes). Two runs agree to within
+a few dozen instructions per run (the main thread's atomics meeting the timer thread's).
 The counts change with the code and with the compiler (even with the executor's inlining), so
 compare figures only from one `rustc --version` (printed first) and one harness.
 
@@ -36,6 +41,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,27 +91,31 @@ SETARCH = ["setarch", "-R"] if shutil.which("setarch") else []
 
 
 def instructions(valgrind, program, key, n, env):
-    """The instructions of one run of workload `key` at size `n`."""
-    command = [
-        *SETARCH,
-        valgrind,
-        "--tool=cachegrind",
-        "--cache-sim=no",
-        "--cachegrind-out-file=/dev/null",
-        f"./{program.name}",
-        "--count",
-        key,
-        str(n),
-    ]
-    done = subprocess.run(
-        command, cwd=program.parent, env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0 or done.stdout.strip() != f"{key} {n}":
-        fail(f"{' '.join(command)} failed (exit status {done.returncode}):\n{done.stderr}")
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    """The instructions that the main thread executes in one run of workload `key` at size
+    `n`."""
+    with tempfile.TemporaryDirectory(prefix="miniflow-instructions-") as out:
+        command = [
+            *SETARCH,
+            valgrind,
+            "--tool=callgrind",
+            "--separate-threads=yes",
+            f"--callgrind-out-file={out}/out",
+            f"./{program.name}",
+            "--count",
+            key,
+            str(n),
+        ]
+        done = subprocess.run(
+            command, cwd=program.parent, env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0 or done.stdout.strip() != f"{key} {n}":
+            fail(f"{' '.join(command)} failed (exit status {done.returncode}):\n{done.stderr}")
+        # One file per thread, numbered from 1 in the order the threads started.
+        main_thread = Path(out, "out-01").read_text()
+    found = re.search(r"^totals:\s+(\d+)", main_thread, re.MULTILINE)
     if not found:
-        fail(f"no instruction count in valgrind's output:\n{done.stderr}")
-    return int(found.group(1).replace(",", ""))
+        fail(f"no instruction total in callgrind's output for {key} {n}")
+    return int(found.group(1))
 
 
 def version(command):
