@@ -11,7 +11,12 @@
 //! cargo bench -- --tsv                 # key, unit, median, min, max, runs: for compare.py
 //! cargo bench -- --runs 21 --warmup 3  # more runs
 //! cargo bench -- --only batch          # the workloads whose key starts with "batch"
+//! cargo bench -- --count chain 1000000  # one run of one workload, untimed: for instructions.py
 //! ```
+//!
+//! `--count KEY N` runs the workload `KEY` (one of [`WORKLOADS`]) once at size `N`, with no
+//! warm-up, and prints nothing but the key and size; `python3 benches/instructions.py` runs it
+//! under valgrind at `N` and `2 * N` to count the instructions per unit of work.
 //!
 //! Each workload checks its own result (a count or a sum), so a broken workload fails instead
 //! of reporting a number. Timing assertions do not belong in tests (machines are shared and
@@ -22,7 +27,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use miniflow::{Action, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Flow, Node, Params, Result};
+use miniflow::{
+    Action, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Flow, Node, Params, Result, RunOptions,
+    Trace,
+};
 
 /// The size of each headline workload.
 const CHAIN: u64 = 1_000_000;
@@ -32,19 +40,43 @@ const FANOUT: u64 = 10_000;
 /// How long each fanout item sleeps: the floor of the fanout's wall time.
 const SLEEP: Duration = Duration::from_millis(10);
 
+/// A workload that a size can be given to: key, unit, and the workload run once at that size.
+type Workload = (&'static str, &'static str, fn(u64) -> f64);
+
+/// The first six are the headline rows (at the sizes above); all of them can be `--count`ed.
+const WORKLOADS: &[Workload] = &[
+    ("chain", "ns/node run", chain),
+    ("batch-node/seq", "ns/item", |n| batch_node(n, 1)),
+    ("batch-node/concurrent", "ns/item", |n| batch_node(n, usize::MAX)),
+    ("batch-node/limit-64", "ns/item", |n| batch_node(n, 64)),
+    ("batch-flow/BatchFlow", "ns/sub-run", |n| batch_flow(n, 1, false)),
+    ("batch-flow/BatchAsyncFlow", "ns/sub-run", |n| batch_flow(n, 0, false)),
+    ("batch-flow/trace", "ns/sub-run", |n| batch_flow(n, 1, true)),
+];
+
 fn main() {
     let options = Options::parse();
     if let Some(items) = options.fanout_child {
         return fanout_child(items, &options);
     }
+    if let Some((key, n)) = &options.count {
+        let (_, _, run) = WORKLOADS.iter().find(|(k, ..)| k == key).unwrap_or_else(|| {
+            let keys: Vec<_> = WORKLOADS.iter().map(|(k, ..)| *k).collect();
+            usage(&format!("--count: no workload {key:?} (there are {})", keys.join(", ")))
+        });
+        run(*n);
+        return println!("{key} {n}");
+    }
     let mut report = Report::new(options);
 
-    report.figure("chain", "ns/node run", || chain(CHAIN));
-    report.figure("batch-node/seq", "ns/item", || batch_node(ITEMS, 1));
-    report.figure("batch-node/concurrent", "ns/item", || batch_node(ITEMS, usize::MAX));
-    report.figure("batch-node/limit-64", "ns/item", || batch_node(ITEMS, 64));
-    report.figure("batch-flow/BatchFlow", "ns/sub-run", || batch_flow(SUB_RUNS, 1));
-    report.figure("batch-flow/BatchAsyncFlow", "ns/sub-run", || batch_flow(SUB_RUNS, 0));
+    for &(key, unit, run) in &WORKLOADS[..6] {
+        let n = match key {
+            "chain" => CHAIN,
+            _ if key.starts_with("batch-node") => ITEMS,
+            _ => SUB_RUNS,
+        };
+        report.figure(key, unit, || run(n));
+    }
     let fanout = report.wants("fanout").then(|| Fanout::measure(FANOUT, &report.options));
     if let Some(fanout) = &fanout {
         report.push("fanout/wall", "ms", fanout.wall_ms.clone());
@@ -67,6 +99,11 @@ fn main() {
         let n = 10u64.pow(exp);
         let key = format!("scaling/batch-node/{n}");
         report.figure_or_reuse(&key, "ns/item", "batch-node/seq", n == ITEMS, || batch_node(n, 1));
+    }
+    // A `BatchFlow` observed by a `Trace`, which keeps one row per sub-run's node path.
+    for exp in 3..=5 {
+        let n = 10u64.pow(exp);
+        report.figure(&format!("scaling/trace/{n}"), "ns/sub-run", || batch_flow(n, 1, true));
     }
     for exp in 3..=5 {
         let n = 10u64.pow(exp);
@@ -209,9 +246,9 @@ impl Node<i64> for AddParam {
 }
 
 /// batch-flow: a one-node flow run once per params set, `sub_runs` sets, by a `BatchFlow`
-/// (`limit` 1) or a `BatchAsyncFlow` with that limit (0 for none). Nanoseconds per sub-run
-/// (prep's params sets included).
-fn batch_flow(sub_runs: u64, limit: usize) -> f64 {
+/// (`limit` 1) or a `BatchAsyncFlow` with that limit (0 for none), observed by a [`Trace`] if
+/// `traced`. Nanoseconds per sub-run (prep's params sets included).
+fn batch_flow(sub_runs: u64, limit: usize, traced: bool) -> f64 {
     let mut inner = Flow::new();
     inner.add("add", AddParam);
     let sets = move |_: &i64, _: &Params| {
@@ -224,11 +261,19 @@ fn batch_flow(sub_runs: u64, limit: usize) -> f64 {
         n => flow.add("batch", BatchAsyncFlow::new(inner, sets).max_in_flight(n)),
     };
     let mut sum = 0;
+    let trace = Trace::new();
+    let options = if traced { RunOptions::new().observer(&trace) } else { RunOptions::new() };
     let started = Instant::now();
-    smol::block_on(flow.run(black_box(&mut sum))).expect("the batch flow runs");
+    smol::block_on(flow.run_with(black_box(&mut sum), options)).expect("the batch flow runs");
     let elapsed = started.elapsed();
     let n = sub_runs as i64;
     assert_eq!(sum, n * (n - 1) / 2);
+    if traced {
+        // However the rows are keyed, they count each sub-run's node run once.
+        let rows = trace.rows();
+        let adds: usize = rows.iter().filter(|r| r.node.ends_with("/add")).map(|r| r.runs).sum();
+        assert_eq!(adds as u64, sub_runs, "the trace counts every sub-run ({} rows)", rows.len());
+    }
     per_unit(elapsed, sub_runs)
 }
 
@@ -347,12 +392,13 @@ struct Options {
     tsv: bool,
     only: Option<String>,
     fanout_child: Option<u64>,
+    count: Option<(String, u64)>,
 }
 
 impl Options {
     fn parse() -> Options {
         let mut options =
-            Options { runs: 9, warmup: 2, tsv: false, only: None, fanout_child: None };
+            Options { runs: 9, warmup: 2, tsv: false, only: None, fanout_child: None, count: None };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value =
@@ -363,6 +409,10 @@ impl Options {
                 "--warmup" => options.warmup = number(&value("--warmup")),
                 "--only" => options.only = Some(value("--only")),
                 "--fanout-child" => options.fanout_child = Some(number(&value("--fanout-child"))),
+                "--count" => {
+                    let key = value("--count");
+                    options.count = Some((key, number(&value("--count"))));
+                }
                 // `cargo bench` passes `--bench`; a filter without `--only` is taken as one.
                 "--bench" => {}
                 filter if !filter.starts_with('-') => options.only = Some(filter.to_string()),
@@ -381,7 +431,9 @@ fn number<T: std::str::FromStr>(text: &str) -> T {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("{problem}\nusage: cargo bench -- [--tsv] [--runs N] [--warmup N] [--only PREFIX]");
+    eprintln!(
+        "{problem}\nusage: cargo bench -- [--tsv] [--runs N] [--warmup N] [--only PREFIX] | --count KEY N"
+    );
     std::process::exit(2)
 }
 
