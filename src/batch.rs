@@ -9,7 +9,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream;
 
-use crate::run::{self, Outcome, RunCx, Scope, Sealed, Shape, Step, Store, marker};
+use crate::run::{self, Outcome, Scope, Sealed, Shape, Step, Store, marker};
 use crate::{Action, Ctx, Error, Flow, FlowError, Params, Phase, Result, Wait};
 
 /// A node whose `prep` returns a list of items and whose `exec` runs once per item, each item
@@ -143,8 +143,8 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
                 // per item (as below) would be moved, hundreds of bytes, on every item.
                 let (mut outputs, mut total) = (Vec::with_capacity(items.len()), 0);
                 for (i, item) in items.iter().enumerate() {
-                    if scope.run.busy() {
-                        run::yield_now().await;
+                    if i % run::TURN == run::TURN - 1 {
+                        run::Turn::new().await;
                     }
                     let path = path.item(i);
                     let (output, attempts) = run::retry!(
@@ -169,7 +169,7 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
                     );
                     (i, result)
                 });
-                run_all(jobs, limit, scope.run).await?
+                run_all(jobs, limit).await?
             };
             let action =
                 store.phase(path, Phase::Post, attempts, |s| node.post(s, items, outputs))?;
@@ -203,12 +203,11 @@ pub(crate) fn in_flight(limit: usize, path: &run::NodePath<'_>) -> Result<usize,
 
 /// Awaits every job, at most `limit` at a time, failing on the first error (the others are
 /// dropped), and returns the outputs in input order with the attempts summed. Each job yields
-/// its own index with its result. Each finished job counts as work for `run` (see
-/// [`RunCx::busy`]): concurrent jobs that never await would otherwise keep the loop going.
+/// its own index with its result. Every [`TURN`](run::TURN)th finished job gives the executor
+/// a turn: jobs that never await would otherwise keep the loop going.
 pub(crate) async fn run_all<T, F>(
     jobs: impl Iterator<Item = F>,
     limit: usize,
-    run: &RunCx<'_>,
 ) -> Outcome<(Vec<T>, usize)>
 where
     F: Future<Output = (usize, Outcome<(T, usize)>)>,
@@ -216,7 +215,10 @@ where
     let mut total = 0;
     if limit == 1 {
         let mut outputs = Vec::with_capacity(jobs.size_hint().0);
-        for job in jobs {
+        for (i, job) in jobs.enumerate() {
+            if i % run::TURN == run::TURN - 1 {
+                run::Turn::new().await;
+            }
             let (out, attempts) = job.await.1?;
             outputs.push(out);
             total += attempts;
@@ -232,8 +234,8 @@ where
         }
         slots[i] = Some(out);
         total += attempts;
-        if run.busy() {
-            run::yield_now().await;
+        if i % run::TURN == run::TURN - 1 {
+            run::Turn::new().await;
         }
     }
     let outputs = slots.into_iter().map(|o| o.expect("every job finished")).collect();
@@ -291,6 +293,9 @@ impl<S: Send> Batched<S> {
             // `sub_run` written out, so that the inner flow's future is awaited where it is
             // built rather than moved (hundreds of bytes) on every sub-run.
             for (i, set) in sets.iter().enumerate() {
+                if i % run::TURN == run::TURN - 1 {
+                    run::Turn::new().await; // sub-runs of a node or two never reach their own
+                }
                 let mut merged = None;
                 let (params, path) = (merge(scope.params, set, &mut merged), scope.path.item(i));
                 let inner = Scope { params, path: &path, ..*scope };
@@ -305,7 +310,7 @@ impl<S: Send> Batched<S> {
             let jobs = (0..sets.len()).map(|i| async move {
                 (i, self.sub_run(i, &sets_ref[i], Store::Shared(lock), scope).await)
             });
-            run_all(jobs, limit, scope.run).await?.0
+            run_all(jobs, limit).await?.0
         };
         match &self.post {
             None => Ok(Action::DEFAULT),

@@ -477,9 +477,11 @@ impl<S: Send> Flow<S> {
         // The last node runs, for the step limit's error: a ring of indices costs no allocation.
         // Kept only under a step limit, the one error that lists them.
         let (mut recent, mut runs, limited) = ([0; RECENT], 0, scope.run.limited());
+        let mut visits = 0usize;
         loop {
-            if scope.run.busy() {
-                run::yield_now().await; // between two nodes: every `post` so far is whole
+            visits += 1;
+            if visits % run::TURN == 0 {
+                run::Turn::new().await; // between two nodes: every `post` so far is whole
             }
             let slot = &self.slots[current];
             let path = scope.path.child(&slot.name);

@@ -293,13 +293,14 @@
 //! still run one at a time (hand those to a thread pool yourself, for example with
 //! `smol::unblock` or `tokio::task::spawn_blocking`, and await the result in `exec`).
 //!
-//! A run also never keeps its thread to itself: every 128th unit of work — a node run, a batch
-//! item, a finished concurrent item — it gives its executor a turn (it wakes itself and
-//! returns `Pending` once, as `yield_now` does in the runtimes), always between two units,
-//! where every `post` so far is whole. So a loop of nodes that never await (a routing bug, or
-//! `exec`s answered from a cache) can still be cancelled by a timeout, and a heartbeat or any
-//! other task on the same thread keeps its turns. The turns cost about 1 % of a trivial node
-//! run's instructions, and nothing when a node awaits anyway.
+//! A run also never keeps its thread to itself: every 128th pass of each of its loops — a
+//! flow's node runs, a batch node's items, a batch flow's sub-runs, finished concurrent
+//! items — it gives its executor a turn (it wakes itself and returns `Pending` once, as the
+//! runtimes' `yield_now` does), always between two passes, where every `post` so far is
+//! whole. So a loop of nodes that never await (a routing bug, or `exec`s answered from a
+//! cache) can still be cancelled by a timeout, and a heartbeat or any other task on the same
+//! thread keeps getting turns. The turns cost a plain chain of nodes about 1 % more
+//! instructions per node run, and nothing when a node awaits anyway.
 //!
 //! The one timer the crate uses — for the pause between attempts and for timeouts — is
 //! smol's `async-io` timer, which works under any executor (it drives itself, on a thread of
@@ -318,7 +319,7 @@
 //! it gave its executor between two units of work (see
 //! [Executor independence](#executor-independence)), because nothing else awaits — and nothing
 //! keeps running in the background, because nothing was spawned. Even a loop of nodes that
-//! never await gets there: it returns to its executor at least every 128 units of work, so a
+//! never await gets there: it returns to its executor every 128 passes of its loop, so a
 //! timeout around it fires.
 //!
 //! What the store holds afterwards: the writes of every `post` that finished, and nothing of

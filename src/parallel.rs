@@ -125,7 +125,7 @@ impl<S: Send> Step<S> for Parallel<S> {
                     let scope = Scope { path: &path, ..*scope };
                     (i, run::visit(&**step, Store::Shared(lock), &scope).await)
                 });
-                run_all(jobs, limit, scope.run).await?.0
+                run_all(jobs, limit).await?.0
             };
             let action = match &self.post {
                 None => Action::DEFAULT,

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
@@ -392,38 +392,18 @@ async fn timed<T>(
     }
 }
 
-/// What every step of one run shares: the observer, the count of node runs so far with its
-/// limit, and the count of units of work since the run last gave its executor a turn.
+/// What every step of one run shares: the observer, and the count of node runs so far with its
+/// limit.
 #[allow(missing_debug_implementations)]
 pub struct RunCx<'a> {
     pub observer: Option<&'a dyn Observer>,
     steps: AtomicUsize,
     max_steps: usize,
-    work: AtomicUsize,
 }
-
-/// How many units of work (node runs, batch items) a run does between two turns it gives its
-/// executor: see [`RunCx::busy`].
-pub const TURN: usize = 128;
 
 impl<'a> RunCx<'a> {
     pub fn new(observer: Option<&'a dyn Observer>, max_steps: usize) -> Self {
-        RunCx { observer, steps: AtomicUsize::new(0), max_steps, work: AtomicUsize::new(0) }
-    }
-
-    /// Counts one unit of work, and says whether the run should now give its executor a turn
-    /// ([`yield_now`]): every [`TURN`]th unit, so that a run whose nodes never await still
-    /// returns to its executor regularly — to be cancelled, and to let other tasks and timers
-    /// run. Called where no `post` is halfway: before a node run or a batch item. One counter
-    /// for the whole run, so that nested flows of a few nodes each add up like one long loop.
-    ///
-    /// Measured with the instruction count (`benches/instructions.py`): see the CHANGELOG.
-    #[inline]
-    pub fn busy(&self) -> bool {
-        // Polled by one task at a time (see `count`), so a load and a store count exactly.
-        let work = self.work.load(Relaxed).wrapping_add(1);
-        self.work.store(work, Relaxed);
-        work.is_multiple_of(TURN)
+        RunCx { observer, steps: AtomicUsize::new(0), max_steps }
     }
 
     /// Whether the run has a step limit.
@@ -432,18 +412,43 @@ impl<'a> RunCx<'a> {
     }
 }
 
-/// Returns `Pending` once, after waking its task: the executor polls the run again after its
-/// other work. The one await in the crate that is not inside an `exec` or a `wait`.
-pub async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| match std::mem::replace(&mut yielded, true) {
-        true => Poll::Ready(()),
-        false => {
-            cx.waker().wake_by_ref();
-            Poll::Pending
+/// How often a run gives its executor a [`Turn`]: every `TURN`th pass of each of its loops
+/// (a flow's node runs, a batch node's items, a batch flow's sub-runs, finished concurrent
+/// jobs), where no `post` is halfway. So a run whose nodes never await still returns to its
+/// executor regularly — to be cancelled, and to let other tasks and timers run.
+///
+/// Each loop counts its own passes in a local: measured with `benches/instructions.py`, a
+/// count shared by the whole run (an atomic in [`RunCx`]) cost a batch item a third more
+/// instructions, since its store made the compiler reload the loop's state on every item.
+/// The price is that a loop of a flow whose nested flows each end within 128 node runs
+/// turns only every 128 of its own passes.
+pub const TURN: usize = 128;
+
+/// A turn for the executor: wakes its task and returns `Pending` once. The one await in the
+/// crate outside an `exec` or a `wait`.
+///
+/// Hand-written, not `async`: an `async fn` (or `poll_fn` over a flag) awaited in a batch's
+/// item loop cost each item a fifth more instructions even when no turn was due; this costs
+/// nothing measurable. It is `Unpin`, so it needs no pin projection.
+#[must_use = "a turn is given only when awaited"]
+pub struct Turn(bool);
+
+impl Turn {
+    pub fn new() -> Self {
+        Turn(false)
+    }
+}
+
+impl Future for Turn {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if std::mem::replace(&mut self.0, true) {
+            return Poll::Ready(());
         }
-    })
-    .await
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 /// The most recent node runs of a flow that a [`FlowError::StepLimit`] lists.
@@ -460,9 +465,6 @@ pub async fn visit<S>(
     store: Store<'_, S>,
     scope: &Scope<'_>,
 ) -> Outcome<(Action, usize)> {
-    if scope.run.busy() {
-        yield_now().await;
-    }
     count(scope.run, scope.path)?;
     match scope.run.observer {
         None => step.run(store, scope).await,

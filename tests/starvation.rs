@@ -1,5 +1,6 @@
-//! A run whose nodes never await still returns to its executor regularly: every 128th unit of
-//! work (a node run, a batch item, a finished concurrent job) it gives the executor a turn.
+//! A run whose nodes never await still returns to its executor regularly: every 128th pass of
+//! each of its loops (a flow's node runs, a batch node's items, a batch flow's sub-runs,
+//! finished concurrent jobs) it gives the executor a turn.
 //! So an endless loop of such nodes can be cancelled by a timeout on any executor, and other
 //! tasks on the same thread (a heartbeat) keep running beside it.
 //!
@@ -192,8 +193,8 @@ fn futures_local_pool_heartbeat_keeps_ticking_beside_an_endless_loop() {
     assert!(n > 0);
 }
 
-/// Every 128th unit of work gives the executor one turn: polled by hand, the run is `Pending`
-/// exactly once per 128 units, whatever loop the units come from.
+/// Every 128th pass of a loop gives the executor one turn: polled by hand, the run is
+/// `Pending` exactly once per 128 passes, whatever the loop.
 const TURN: usize = 128;
 
 /// Runs `flow` to its end by hand and returns its result and the polls it took.
@@ -257,8 +258,8 @@ fn a_batch_node_gives_one_turn_per_128_items() {
             let mut sum = 0;
             let (_, polls) = run_by_hand(&flow, &mut sum);
             assert_eq!(sum, (items as u64) * (items as u64 + 1) / 2);
-            // The node run is one unit, each item (or finished concurrent item) one more.
-            assert_eq!(polls, 1 + (1 + items) / TURN, "{items} items, {limit} at a time");
+            // One turn per 128 items (or finished concurrent items).
+            assert_eq!(polls, 1 + items / TURN, "{items} items, {limit} at a time");
         }
     }
 }
@@ -282,8 +283,8 @@ fn a_batch_flow_gives_one_turn_per_128_sub_runs() {
         let mut n = 0;
         let (_, polls) = run_by_hand(&flow, &mut n);
         assert_eq!(n, sub_runs * (sub_runs - 1) / 2);
-        // The batch flow's node run, and one node run per sub-run.
-        assert_eq!(polls, 1 + (1 + sub_runs as usize) / TURN, "{sub_runs} sub-runs");
+        // One turn per 128 sub-runs (each flow's loop makes one pass, and never turns).
+        assert_eq!(polls, 1 + sub_runs as usize / TURN, "{sub_runs} sub-runs");
     }
 }
 
