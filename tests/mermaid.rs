@@ -2,8 +2,13 @@
 //! string that Mermaid would otherwise read as syntax, markup or a directive (empty actions,
 //! backticks, HTML, entities, `%%` directives and comments, Mermaid's own entity placeholders,
 //! `style` lines, controls C0 and C1, spaces at the ends, non-ASCII, long names).
+//!
+//! Whether Mermaid itself parses and draws these as written is checked by
+//! `tests/mermaid-check/check.mjs`, which reads the diagrams [`hostile_diagrams`] writes when
+//! `MINIFLOW_MERMAID_OUT` names a file (see that script for the commands).
 
 use miniflow::{Action, BatchNode, Ctx, Flow, NodeId, Params, Result, node_fn};
+use serde_json::{Value, json};
 
 /// Adds a node named `name` that returns "default".
 fn add(flow: &mut Flow<()>, name: &str) -> NodeId {
@@ -175,4 +180,156 @@ fn labels_of_batch_nodes_and_subgraphs_are_escaped_too() {
     end
 "##
     );
+}
+
+/// Hostile strings: every class above, every ASCII and C1 character, the placeholders and
+/// Unicode spaces alone, doubled and between spaces, and pseudo-random mixes of them all.
+fn hostile() -> Vec<String> {
+    let mut all: Vec<String> = [
+        "",
+        " ",
+        "  ",
+        " a ",
+        "a  b",
+        "`",
+        "``",
+        "`code`",
+        "**b**",
+        "a<b",
+        "a>b",
+        "a&b",
+        "&lt;tag&gt;",
+        "&amp;",
+        "&#35;",
+        "&#128;",
+        "<b>bold</b>",
+        "<img src=x onerror=alert(1)>",
+        "<br>",
+        "<br/>",
+        "<script>alert(1)</script>",
+        r##"%%{init: {"theme":"dark"}}%%"##,
+        "%%{init: {'theme':'forest'}}%%",
+        "%% comment",
+        "a %% b",
+        "%%",
+        "#quot;",
+        "#35;",
+        "#x;",
+        "#128;",
+        "#+1;",
+        "ﬂ°°",
+        "ﬂ°",
+        "¶ß",
+        "ﬂ°°35¶ß",
+        "style:a#b;",
+        "style n_0 fill:#f00;",
+        "classDef x color:#fff;",
+        "fa:fa-car",
+        ":::cls",
+        "-->",
+        "---",
+        "|",
+        "]",
+        ")",
+        "end",
+        "subgraph",
+        "click n_0 call alert()",
+        "A & B",
+        "${x}",
+        "\\",
+        "\"",
+        "\"\"",
+        "'",
+        "\u{0}",
+        "\r\n",
+        "\r",
+        "\n",
+        "\u{85}",
+        "\u{a0}x\u{a0}",
+        "\u{feff}",
+        "\u{2028}",
+        "\u{2029}",
+        "\u{3000}",
+        "\u{200b}",
+        "e\u{301}",
+        "\u{202e}abc",
+        "👩‍👩‍👧",
+        "🦀",
+        "\u{fffd}",
+        "\u{fffe}",
+        "\u{ffff}",
+        "\u{10ffff}",
+        "\u{e000}",
+        "日本語",
+    ]
+    .map(String::from)
+    .into();
+    let mut alphabet: Vec<char> = ('\0'..='\u{9f}').collect();
+    alphabet.extend("ﬂ°¶ßé日\u{a0}\u{feff}\u{2028}\u{3000}\u{200b}\u{301}🦀".chars());
+    for &c in &alphabet {
+        all.extend([format!("{c}"), format!("{c}{c}"), format!(" {c} "), format!("a{c}b")]);
+    }
+    all.push("long ".repeat(2_000));
+    // A fixed xorshift: the same strings every run.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..1_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 24) as usize;
+        let word = (0..len).map(|i| alphabet[(seed >> (i % 8 * 8)) as usize % alphabet.len()]);
+        all.push(word.collect());
+    }
+    all
+}
+
+/// Flows of chained nodes named and linked by the hostile strings (a name [`Flow::add`] would
+/// refuse is replaced by a plain one), as `{text, nodes: {id: label}, edges: [[from, to,
+/// label]]}`.
+fn hostile_diagrams() -> Vec<Value> {
+    let mut diagrams = Vec::new();
+    for (k, chunk) in hostile().chunks(40).enumerate() {
+        let mut flow = Flow::new();
+        let mut nodes = serde_json::Map::from_iter(
+            [("n_start", "start"), ("n_end", "end")]
+                .map(|(id, label)| (id.to_owned(), json!(label))),
+        );
+        let mut ids = Vec::new();
+        for (i, name) in chunk.iter().enumerate() {
+            let taken = nodes.values().any(|n| n == name.as_str());
+            let name = match name.is_empty() || name.contains(['/', '[', ']']) || taken {
+                true => format!("node {k} {i}"),
+                false => name.clone(),
+            };
+            ids.push(add(&mut flow, &name));
+            nodes.insert(format!("n_{i}"), json!(name));
+        }
+        let mut edges = vec![json!(["n_start", "n_0", ""])];
+        for (i, action) in chunk.iter().enumerate() {
+            match ids.get(i + 1) {
+                Some(&to) => flow.edge(ids[i], action.clone(), to).unwrap(),
+                None => flow.end(ids[i], action.clone()).unwrap(),
+            }
+            let to = if i + 1 < ids.len() { format!("n_{}", i + 1) } else { "n_end".into() };
+            let label = if action == "default" { "" } else { action.as_str() };
+            edges.push(json!([format!("n_{i}"), to, label]));
+        }
+        diagrams.push(json!({"text": flow.to_mermaid(), "nodes": nodes, "edges": edges}));
+    }
+    diagrams
+}
+
+/// Writes the hostile diagrams for `tests/mermaid-check` when `MINIFLOW_MERMAID_OUT` names a
+/// file; in any case, checks that each is one statement a line with its quotes paired.
+#[test]
+fn hostile_diagrams_are_well_formed_and_written_for_the_checker() {
+    let diagrams = hostile_diagrams();
+    for diagram in &diagrams {
+        for line in diagram["text"].as_str().unwrap().lines().skip(1) {
+            assert!(line.starts_with("    ") && line.matches('"').count() % 2 == 0, "{line:?}");
+        }
+    }
+    if let Some(path) = std::env::var_os("MINIFLOW_MERMAID_OUT") {
+        std::fs::write(path, serde_json::to_string(&diagrams).unwrap()).unwrap();
+    }
 }
