@@ -15,6 +15,26 @@ fn add(flow: &mut Flow<()>, name: &str) -> NodeId {
     flow.add(name, node_fn(|_: &mut (), _: &Params| Ok(Action::DEFAULT)))
 }
 
+/// A batch node with no items.
+struct Items;
+
+impl BatchNode<()> for Items {
+    type Item = ();
+    type Output = ();
+
+    fn prep(&self, _: &(), _: &Params) -> Result<Vec<()>> {
+        Ok(Vec::new())
+    }
+
+    async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn post(&self, _: &mut (), _: Vec<()>, _: Vec<()>) -> Result<Action> {
+        Ok(Action::DEFAULT)
+    }
+}
+
 /// The line drawing a single node named `name`.
 fn node_line(name: &str) -> String {
     let mut flow = Flow::new();
@@ -150,20 +170,6 @@ fn a_long_name_is_drawn_whole() {
 
 #[test]
 fn labels_of_batch_nodes_and_subgraphs_are_escaped_too() {
-    struct Items;
-    impl BatchNode<()> for Items {
-        type Item = ();
-        type Output = ();
-        fn prep(&self, _: &(), _: &Params) -> Result<Vec<()>> {
-            Ok(Vec::new())
-        }
-        async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<()> {
-            Ok(())
-        }
-        fn post(&self, _: &mut (), _: Vec<()>, _: Vec<()>) -> Result<Action> {
-            Ok(Action::DEFAULT)
-        }
-    }
     let mut inner = Flow::new();
     add(&mut inner, "<i>");
     let mut flow = Flow::new();
@@ -283,9 +289,9 @@ fn hostile() -> Vec<String> {
     all
 }
 
-/// Flows of chained nodes named and linked by the hostile strings (a name [`Flow::add`] would
-/// refuse is replaced by a plain one), as `{text, nodes: {id: label}, edges: [[from, to,
-/// label]]}`.
+/// Flows of chained nodes (a nested flow first, a batch node last) named and linked by the
+/// hostile strings (a name [`Flow::add`] would refuse is replaced by a plain one), as
+/// `{text, nodes: {id: label}, edges: [[from, to, label]]}`.
 fn hostile_diagrams() -> Vec<Value> {
     let mut diagrams = Vec::new();
     for (k, chunk) in hostile().chunks(40).enumerate() {
@@ -301,10 +307,22 @@ fn hostile_diagrams() -> Vec<Value> {
                 true => format!("node {k} {i}"),
                 false => name.clone(),
             };
-            ids.push(add(&mut flow, &name));
-            nodes.insert(format!("n_{i}"), json!(name));
+            // The first is a nested flow (a subgraph), the last a batch node, the rest plain.
+            if i == 0 {
+                let mut inner = Flow::new();
+                add(&mut inner, "inner");
+                ids.push(flow.add(name.as_str(), inner));
+                nodes.insert("n_0_0".into(), json!("inner"));
+                nodes.insert("n_0_start".into(), json!("start"));
+            } else if i + 1 == chunk.len() {
+                ids.push(flow.add(name.as_str(), Items));
+            } else {
+                ids.push(add(&mut flow, &name));
+            }
+            let suffix = if i > 0 && i + 1 == chunk.len() { " (BatchNode)" } else { "" };
+            nodes.insert(format!("n_{i}"), json!(name + suffix));
         }
-        let mut edges = vec![json!(["n_start", "n_0", ""])];
+        let mut edges = vec![json!(["n_start", "n_0", ""]), json!(["n_0_start", "n_0_0", ""])];
         for (i, action) in chunk.iter().enumerate() {
             match ids.get(i + 1) {
                 Some(&to) => flow.edge(ids[i], action.clone(), to).unwrap(),

@@ -41,9 +41,11 @@ function compare(d, i, got) {
   d.edges.forEach(([from, to, t]) => want.set(`${from}->${to}`, expected(t)));
   for (const [key, text] of want) {
     labels += 1;
-    if (got.get(key) !== text) {
+    // Mermaid 12 draws no label at all for an edge without one.
+    const drawn = got.get(key) ?? (key.includes('->') ? '' : undefined);
+    if (drawn !== text) {
       failures += 1;
-      console.log(`diagram ${i}, ${key}: want ${JSON.stringify(text)}, got ${JSON.stringify(got.get(key))}`);
+      console.log(`diagram ${i}, ${key}: want ${JSON.stringify(text)}, got ${JSON.stringify(drawn)}`);
     }
   }
 }
