@@ -25,20 +25,22 @@ impl<S> Flow<S> {
     /// Names and actions are quoted labels, and Mermaid reads much of what a quoted label holds:
     /// `"` ends it, `` ` `` starts Markdown, `<`, `>` and `&` are HTML, `%%{…}%%` anywhere
     /// reconfigures the diagram, `%%` starts a comment, `#…;` is a character code, a line break
-    /// ends the statement, and Mermaid trims the spaces at both ends. So each label keeps only
-    /// letters and digits (of any script), spaces other than the first and last character, and the C1
-    /// controls U+0080–U+009F (as a code, `#128;`, HTML would draw those as Windows-1252's
-    /// "€" and so on); every other character is written as its code, `#` and the decimal
-    /// code point and `;`: `a<b` is `a#60;b`, `"` is `#34;`, a line break `#10;`, 🚀 `#128640;`.
+    /// ends the statement, and the spaces at both ends are trimmed. So a label keeps only
+    /// letters and digits (of any script), spaces other than its first and last character, and
+    /// the C1 controls U+0080–U+009F (as codes, HTML would draw those as Windows-1252's "€" and
+    /// so on); every other character is written as its Mermaid code, `#`, the decimal code
+    /// point and `;`: `a<b` is `a#60;b`, `"` is `#34;`, a line break `#10;`, 🚀 `#128640;`.
     /// Mermaid turns each code into an HTML character reference, so the browser draws the
-    /// character itself, as text. Mermaid's own placeholders for codes, `ﬂ°` and `¶ß`, are
-    /// decoded once more in the SVG it writes, so a name holding one of these pairs gets an
-    /// invisible word joiner (U+2060) between the two. Two more characters cannot survive
-    /// HTML: NUL draws as U+FFFD "�", and a carriage return, alone or before a line feed,
-    /// draws as a line feed. Nothing else differs: the text of every label in the drawing
-    /// (its DOM `textContent`) is the name or action, with its suffix such as ` (BatchNode)`. `tests/mermaid-check` checks this with
-    /// Mermaid 11 itself, its parser and its drawing in a browser, on some 1,800 hostile
-    /// names and actions.
+    /// character itself, as text.
+    ///
+    /// Three exceptions, where the text of a drawn label (its DOM `textContent`) is not the name
+    /// or action (with its suffix, such as ` (BatchNode)`): NUL, which HTML cannot hold, draws
+    /// as U+FFFD "�"; a carriage return, alone or before a line feed, draws as a line feed, as
+    /// HTML reads line ends; and since Mermaid's placeholders for codes, `ﬂ°` and `¶ß`, are
+    /// decoded a second time in the SVG it writes, a name holding one of these pairs gets an
+    /// invisible word joiner (U+2060) between the two. `tests/mermaid-check` checks all this
+    /// with Mermaid itself (11.17 and 12.3), its parser and its drawing in a browser, on some
+    /// 1,800 hostile names and actions.
     ///
     /// # Limits
     ///
