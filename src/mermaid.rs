@@ -15,11 +15,40 @@ impl<S> Flow<S> {
     /// batch nodes are drawn as subroutines `[[…]]` and labelled `(BatchNode)`. Nested flows
     /// become subgraphs (labelled `(BatchFlow)` or `(BatchAsyncFlow)` for the batch flows),
     /// and so do parallel nodes (`(Parallel)`), holding their branches. Edges are labelled
-    /// with their action, except those for `"default"`; end edges lead to the flow's `end`
-    /// circle. A node without edges ends the flow, and has no arrow out. Names and actions are
-    /// quoted labels, with `"`, `#` and control characters (a line break) written as Mermaid
-    /// character codes, so any name draws. Flows nested deeper than
-    /// [`MAX_DEPTH`](crate::MAX_DEPTH), which cannot run, are drawn as a box saying so.
+    /// with their action, except those for `"default"` and the empty action (an empty quoted
+    /// label does not parse, and no label draws the same empty text); end edges lead to the flow's `end` circle. A node without edges ends the
+    /// flow, and has no arrow out. Flows nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH),
+    /// which cannot run, are drawn as a box saying so.
+    ///
+    /// # Any name draws as itself
+    ///
+    /// Names and actions are quoted labels, and Mermaid reads much of what a quoted label holds:
+    /// `"` ends it, `` ` `` starts Markdown, `<`, `>` and `&` are HTML, `%%{…}%%` anywhere
+    /// reconfigures the diagram, `%%` starts a comment, `#…;` is a character code, a line break
+    /// ends the statement, and the spaces at both ends are trimmed. So a label keeps only
+    /// letters and digits (of any script), spaces other than its first and last character, and
+    /// the C1 controls U+0080–U+009F (as codes, HTML would draw those as Windows-1252's "€" and
+    /// so on); every other character is written as its Mermaid code, `#`, the decimal code
+    /// point and `;`: `a<b` is `a#60;b`, `"` is `#34;`, a line break `#10;`, 🚀 `#128640;`.
+    /// Mermaid turns each code into an HTML character reference, so the browser draws the
+    /// character itself, as text.
+    ///
+    /// Three exceptions, where the text of a drawn label (its DOM `textContent`) is not the name
+    /// or action (with its suffix, such as ` (BatchNode)`): NUL, which HTML cannot hold, draws
+    /// as U+FFFD "�"; a carriage return, alone or before a line feed, draws as a line feed, as
+    /// HTML reads line ends; and since Mermaid's placeholders for codes, `ﬂ°` and `¶ß`, are
+    /// decoded a second time in the SVG it writes, a name holding one of these pairs gets an
+    /// invisible word joiner (U+2060) between the two. `tests/mermaid-check` checks all this
+    /// with Mermaid itself (11.17 and 12.3), its parser and its drawing in a browser, on some
+    /// 1,800 hostile names and actions.
+    ///
+    /// # Limits
+    ///
+    /// Mermaid, as configured by default, refuses a diagram of more than 500 edges (every
+    /// edge, the arrow from each `start` circle included: "Edge limit exceeded"), and draws a
+    /// text longer than 50,000 UTF-16 code units as a box saying "Maximum text size in diagram
+    /// exceeded"; codes count as written (`#60;` is four). Its `maxEdges` and `maxTextSize`
+    /// settings raise both.
     ///
     /// ```
     /// use miniflow::{Action, Flow, node_fn};
@@ -58,7 +87,7 @@ impl<S> Flow<S> {
         }
         for (i, slot) in self.slots.iter().enumerate() {
             for (action, target) in &slot.edges {
-                let label = match action.is_default() {
+                let label = match action.is_default() || action.as_str().is_empty() {
                     true => String::new(),
                     false => format!("|\"{}\"|", escape(action.as_str())),
                 };
@@ -101,17 +130,20 @@ fn node<S>(out: &mut String, id: &str, name: &str, shape: Shape<'_, S>, depth: u
     };
 }
 
-/// Mermaid ends a quoted label at `"`, reads `#…;` as a character code, and a line break
-/// would end the statement: spell those as codes, control characters included.
+/// Spells `text` for a quoted label: see [`Flow::to_mermaid`] for the rule and its reasons.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for (i, c) in text.char_indices() {
         let _ = match c {
-            '"' => out.write_str("#quot;"),
-            '#' => out.write_str("#35;"),
-            c if c.is_control() => write!(out, "#{};", u32::from(c)),
-            c => out.write_char(c),
+            ' ' if i > 0 && i + 1 < text.len() => out.write_char(c),
+            '\u{80}'..='\u{9f}' => out.write_char(c),
+            c if c.is_alphanumeric() => out.write_char(c),
+            c => write!(out, "#{};", u32::from(c)),
         };
+        let next = &text[i + c.len_utf8()..];
+        if c == 'ﬂ' && next.starts_with('°') || c == '¶' && next.starts_with('ß') {
+            out.push_str("#8288;");
+        }
     }
     out
 }

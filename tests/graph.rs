@@ -1,7 +1,7 @@
 //! The graph as a whole: `Flow::to_mermaid` and `Flow::validate`. Pins down the exact Mermaid
 //! text (ids `n_0`, `n_1_0`, …, a `start` circle per flow, subgraphs for nested flows, batch
 //! flows and parallel nodes, labelled edges except "default", end edges to an `end` circle,
-//! `"` escaped as `#quot;`), and every mistake a graph can have before it runs: unreachable
+//! `"` escaped as `#34;`), and every mistake a graph can have before it runs: unreachable
 //! nodes (in the outermost flow, in a nested flow, in a batch flow, in a parallel branch),
 //! empty flows, ids of another flow and duplicate edges, each with its exact fields and
 //! message; a run checks the whole tree of flows first, so no node runs in a tree with a
@@ -228,13 +228,13 @@ fn mermaid_escapes_double_quotes_in_names_actions_and_subgraph_titles() {
         flow.to_mermaid(),
         r##"flowchart TD
     n_start(("start")) --> n_0
-    n_0["say #quot;hi#quot;"]
-    subgraph n_1["the #quot;inner#quot; one"]
+    n_0["say #34;hi#34;"]
+    subgraph n_1["the #34;inner#34; one"]
         n_1_start(("start")) --> n_1_0
         n_1_0["x"]
     end
-    n_0 -->|"said #quot;yes#quot;"| n_1
-    n_0 -->|"#quot;no#quot;"| n_end((("end")))
+    n_0 -->|"said #34;yes#34;"| n_1
+    n_0 -->|"#34;no#34;"| n_end((("end")))
 "##
     );
 }
