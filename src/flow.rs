@@ -480,7 +480,7 @@ impl<S: Send> Flow<S> {
         let mut visits = 0usize;
         loop {
             visits += 1;
-            if visits % run::TURN == 0 {
+            if visits.is_multiple_of(run::TURN) {
                 run::Turn::new().await; // between two nodes: every `post` so far is whole
             }
             let slot = &self.slots[current];
