@@ -375,7 +375,9 @@ impl<S: Send> BatchFlow<S> {
 /// by default). They are polled inside the run's own task — nothing is spawned — and share the
 /// one store: each `prep` and `post` has it to itself while it runs (they are synchronous, so
 /// that never blocks an `exec`). Give each sub-run its own place in the store (a map keyed by
-/// a param, or an entry per index) so that concurrent sub-runs do not overwrite each other.
+/// a param, or an entry per index) so that concurrent sub-runs do not overwrite each other,
+/// and update shared values inside `post` (see
+/// [concurrent updates](crate#concurrent-updates-to-the-store)).
 ///
 /// The post sees each sub-run's last action in input order. The first sub-run to fail fails
 /// the batch flow; the others still in flight are dropped (what their `post`s had written

@@ -312,6 +312,63 @@
 //! `futures::executor::block_on`, tokio's current-thread and multi-thread runtimes, and a
 //! hand-written poll loop with a no-op waker.
 //!
+//! # Concurrent updates to the store
+//!
+//! Concurrent sub-runs ([`BatchAsyncFlow`]) and branches ([`Parallel`]) never see the store
+//! half written: each `prep` and
+//! `post` has it to itself. But between a sub-run's `prep` and its `post` the others run, so
+//! a value read in `prep` may be stale by the time `post` writes. **Read-modify-write inside
+//! `post`**, never across phases. Wrong: `prep` reads a counter and `post` writes it back plus
+//! one — every sub-run read the same value, and all but one update are lost. Right: `post`
+//! adds to the store as it is when `post` runs.
+//!
+//! ```
+//! use miniflow::{Action, BatchAsyncFlow, Ctx, Flow, Node, Params, Result};
+//!
+//! /// Counts one done job: `Wrong` carries the count over from `prep`, `Right` does not.
+//! struct Wrong;
+//! struct Right;
+//!
+//! impl Node<u32> for Wrong {
+//!     type Prep = u32;
+//!     type Output = ();
+//!     fn prep(&self, done: &u32, _: &Params) -> Result<u32> { Ok(*done) }
+//!     async fn exec(&self, _: &u32, _: Ctx<'_>) -> Result<()> {
+//!         smol::future::yield_now().await; // any real work awaits: the siblings run meanwhile
+//!         Ok(())
+//!     }
+//!     fn post(&self, done: &mut u32, seen: u32, _: ()) -> Result<Action> {
+//!         *done = seen + 1; // stale: overwrites what the siblings' posts wrote
+//!         Ok(Action::DEFAULT)
+//!     }
+//! }
+//!
+//! impl Node<u32> for Right {
+//!     type Prep = ();
+//!     type Output = ();
+//!     fn prep(&self, _: &u32, _: &Params) -> Result<()> { Ok(()) }
+//!     async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<()> {
+//!         smol::future::yield_now().await;
+//!         Ok(())
+//!     }
+//!     fn post(&self, done: &mut u32, _: (), _: ()) -> Result<Action> {
+//!         *done += 1; // read and written in one synchronous phase
+//!         Ok(Action::DEFAULT)
+//!     }
+//! }
+//!
+//! let ten_jobs = |_: &u32, _: &Params| Ok(vec![Params::new(); 10]);
+//! let (mut wrong, mut right) = (Flow::new(), Flow::new());
+//! wrong.add("jobs", BatchAsyncFlow::new({ let mut f = Flow::new(); f.add("job", Wrong); f }, ten_jobs));
+//! right.add("jobs", BatchAsyncFlow::new({ let mut f = Flow::new(); f.add("job", Right); f }, ten_jobs));
+//!
+//! let (mut lost, mut counted) = (0, 0);
+//! smol::block_on(wrong.run(&mut lost))?;
+//! smol::block_on(right.run(&mut counted))?;
+//! assert_eq!((lost, counted), (1, 10)); // nine updates lost, none lost
+//! # Ok::<(), miniflow::Error>(())
+//! ```
+//!
 //! # Cancellation
 //!
 //! To cancel a run, drop its future (or let a timeout combinator drop it). The run stops at
