@@ -175,12 +175,16 @@ impl<S> Flow<S> {
         Ok(())
     }
 
-    /// Declares `node` an entry point: a node that runs may start at with
+    /// Declares `node` an entry point: a node where runs may be started with
     /// [`RunOptions::start_at`] — to resume there, or to take a person's answer — although no
     /// edge leads to it. [`validate`](Flow::validate) and every run count it as reachable, like
     /// the start node, and the nodes its edges lead to with it; without the declaration, such
     /// a node is a [`FlowError::Unreachable`] mistake. (Any node can be started at; only the
     /// ones no edge reaches need this.)
+    ///
+    /// Runs start only at nodes of the outermost flow, so a flow with entry points cannot be
+    /// nested: running or validating a flow that holds one fails with
+    /// [`FlowError::InvalidConfig`] naming it.
     ///
     /// ```
     /// use miniflow::{Action, Flow, RunOptions, node_fn};
@@ -289,6 +293,9 @@ impl<S> Flow<S> {
             let inner = match shape {
                 Shape::Node | Shape::BatchNode => return Ok(()),
                 _ if depth == MAX_DEPTH => return Err(too_deep(path)),
+                Shape::Flow(flow) | Shape::BatchFlow(flow, _) if !flow.entries.is_empty() => {
+                    return Err(Box::new(run::invalid(path, NESTED_ENTRY.into())));
+                }
                 Shape::Flow(flow) | Shape::BatchFlow(flow, _) => flow,
                 Shape::Parallel(branches) => {
                     return branches.iter().try_for_each(|(name, step)| {
@@ -370,6 +377,10 @@ impl<S> Flow<S> {
         error
     }
 }
+
+/// Why a nested flow may not have entry points.
+const NESTED_ENTRY: &str = "it declares entry points with `Flow::entry`, but runs start only at \
+     nodes of the outermost flow; connect its nodes with edges instead, or run it on its own";
 
 /// The error for a flow, batch flow or parallel node at `path`, nested one level deeper than
 /// [`MAX_DEPTH`].

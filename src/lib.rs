@@ -302,6 +302,14 @@
 //! thread keeps getting turns. The turns cost a plain chain of nodes about 1 % more
 //! instructions per node run, and nothing when a node awaits anyway.
 //!
+//! Each loop counts its own passes, so loops nested in loops multiply: a flow that loops over
+//! a nested flow of 5 nodes turns every 128 visits of it, that is every 640 node runs; loops
+//! nested three deep, each ending within 127 passes, run up to 127³ units between two turns.
+//! And a concurrent batch with no in-flight limit sets up all its items or sub-runs in its
+//! first poll (a million sub-runs take about half a second of it in a release build) before
+//! the first turn: give a large concurrent batch a
+//! [`max_in_flight`](BatchAsyncFlow::max_in_flight).
+//!
 //! The one timer the crate uses — for the pause between attempts and for timeouts — is
 //! smol's `async-io` timer, which works under any executor (it drives itself, on a thread of
 //! its own, when no `async-io` reactor is running).

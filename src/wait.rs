@@ -52,13 +52,14 @@ impl Wait {
     /// never more than `cap` (which wins if it is the smaller of the two).
     ///
     /// # Panics
-    /// If `first` is zero: doubling zero never makes a pause, so it would not back off at all
-    /// (use [`Wait::NONE`] for no pause). In a `const`, this is a compile error.
+    /// If `first` or `cap` is zero: doubling zero never makes a pause, and a zero cap caps every
+    /// pause at zero, so either would not back off at all (use [`Wait::NONE`] for no pause).
+    /// In a `const`, this is a compile error.
     pub const fn exponential(first: Duration, cap: Duration) -> Wait {
         assert!(
-            !first.is_zero(),
-            "Wait::exponential(first, cap) with a zero `first` never pauses: give it a first \
-             pause (Duration::from_millis(100), say), or use Wait::NONE for no pause"
+            !first.is_zero() && !cap.is_zero(),
+            "Wait::exponential(first, cap) with a zero `first` or `cap` never pauses: give it a \
+             first pause and a cap (100 ms and 10 s, say), or use Wait::NONE for no pause"
         );
         Wait { first, cap }
     }

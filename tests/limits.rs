@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use futures::future;
 use miniflow::{
-    Action, BatchFlow, BatchNode, Ctx, Error, Event, Flow, FlowError, Node, NodeFn, Params, Phase,
-    Result, RunOptions, TimedOut, Wait, node_fn,
+    Action, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Error, Event, Flow, FlowError, Node, NodeFn,
+    Parallel, Params, Phase, Result, RunOptions, TimedOut, Wait, node_fn,
 };
 
 mod common;
@@ -861,10 +861,20 @@ fn exponential_with_first_above_the_cap_always_gives_the_cap() {
 }
 
 #[test]
-#[should_panic(expected = "Wait::exponential(first, cap) with a zero `first` never pauses")]
+#[should_panic(
+    expected = "Wait::exponential(first, cap) with a zero `first` or `cap` never pauses"
+)]
 fn exponential_from_zero_is_refused() {
     // Doubling zero never backs off: a mistake, not a schedule.
     let _ = Wait::exponential(Duration::ZERO, MS(1_000));
+}
+
+#[test]
+#[should_panic(
+    expected = "Wait::exponential(first, cap) with a zero `first` or `cap` never pauses"
+)]
+fn exponential_capped_at_zero_is_refused() {
+    let _ = Wait::exponential(MS(100), Duration::ZERO);
 }
 
 #[test]
@@ -1014,4 +1024,30 @@ fn batch_items_each_follow_the_schedule_from_the_start() {
         ]
     );
     assert_eq!(store, ["item 0 ok on attempt 3", "item 1 ok on attempt 3"]);
+}
+
+#[test]
+fn a_step_limit_inside_a_fan_out_names_where_the_run_was() {
+    // Step 1 is `par`; its first branch would be step 2. No node has finished.
+    let leaf = || node_fn(|_: &mut u32, _| Ok(Action::DEFAULT));
+    let mut flow = Flow::new();
+    flow.add("par", Parallel::new().branch("a", leaf()).branch("b", leaf()));
+    let err = smol::block_on(flow.run_with(&mut 0, RunOptions::new().max_steps(1))).unwrap_err();
+    assert!(
+        matches!(&err, FlowError::StepLimit { limit: 1, last, next, .. } if last.is_empty() && next == "par/a")
+    );
+    assert!(
+        err.to_string().starts_with(
+            "the run reached its limit of 1 step before starting `par/a`, before any node finished."
+        ),
+        "{err}"
+    );
+
+    // The same in a BatchAsyncFlow: the first sub-run's node.
+    let mut inner = Flow::new();
+    inner.add("job", leaf());
+    let mut flow = Flow::new();
+    flow.add("fan", BatchAsyncFlow::new(inner, |_: &u32, _: &Params| Ok(vec![Params::new(); 3])));
+    let err = smol::block_on(flow.run_with(&mut 0, RunOptions::new().max_steps(1))).unwrap_err();
+    assert_eq!(err.node(), Some("fan[0]/job"));
 }

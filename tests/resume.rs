@@ -631,3 +631,77 @@ fn resuming_without_an_answer_pauses_again_at_once() {
     assert_eq!(checkpoints, Vec::<String>::new());
     assert_eq!(post, before);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Entry points: nodes reached only by resuming there
+// ---------------------------------------------------------------------------------------------
+
+/// `draft` ends the run to ask a person; `send` (then `log`) runs only when resumed at.
+fn paused() -> (Flow<Vec<String>>, miniflow::NodeId) {
+    let mut flow = Flow::new();
+    let draft = flow.add(
+        "draft",
+        node_fn(|log: &mut Vec<String>, _| {
+            log.push("draft".into());
+            Ok("ask".into())
+        }),
+    );
+    let send = flow.add(
+        "send",
+        node_fn(|log: &mut Vec<String>, _| {
+            log.push("send".into());
+            Ok(Action::DEFAULT)
+        }),
+    );
+    let done = flow.add(
+        "log",
+        node_fn(|log: &mut Vec<String>, _| {
+            log.push("log".into());
+            Ok(Action::DEFAULT)
+        }),
+    );
+    flow.end(draft, "ask").unwrap();
+    flow.then(send, done).unwrap();
+    (flow, send)
+}
+
+#[test]
+fn a_node_only_resumed_at_is_unreachable_until_declared_an_entry() {
+    let (mut flow, send) = paused();
+    let err = flow.validate().unwrap_err();
+    assert!(
+        matches!(&err, FlowError::Unreachable { nodes, .. } if nodes == &["send", "log"]),
+        "{err}"
+    );
+    flow.entry(send).unwrap();
+    flow.validate().unwrap();
+
+    let mut log = Vec::new();
+    assert_eq!(smol::block_on(flow.run(&mut log)).unwrap(), "ask");
+    let resume = RunOptions::new().start_at("send");
+    assert_eq!(smol::block_on(flow.run_with(&mut log, resume)).unwrap(), "default");
+    assert_eq!(log, ["draft", "send", "log"]);
+}
+
+#[test]
+fn entry_refuses_a_node_of_another_flow() {
+    let (_, send) = paused();
+    let (mut other, _) = paused();
+    assert!(matches!(other.entry(send), Err(FlowError::ForeignNode { id, .. }) if id == send));
+}
+
+#[test]
+fn a_nested_flow_with_entry_points_is_refused() {
+    let (mut inner, send) = paused();
+    inner.entry(send).unwrap();
+    let mut flow = Flow::new();
+    flow.add("review", inner);
+    let err = flow.validate().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "node `review`: it declares entry points with `Flow::entry`, but runs start only at \
+         nodes of the outermost flow; connect its nodes with edges instead, or run it on its own"
+    );
+    let err = smol::block_on(flow.run(&mut Vec::new())).unwrap_err();
+    assert!(matches!(err, FlowError::InvalidConfig { node, .. } if node == "review"));
+}

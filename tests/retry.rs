@@ -13,7 +13,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use miniflow::{
-    Action, BatchNode, Ctx, Error, Flow, FlowError, MAX_ATTEMPTS, Node, Params, Phase, Result, Wait,
+    Action, BatchNode, Ctx, Error, Flow, FlowError, MAX_ATTEMPTS, Node, Params, Phase, Result,
+    TimedOut, Wait,
 };
 
 mod common;
@@ -742,4 +743,49 @@ fn concurrent_batch_item_exhausting_its_attempts_reports_its_own_count() {
     assert_eq!(log.attempts_of(2), [0, 1, 2]);
     assert_eq!(log.attempts_of(1), [0, 1]);
     assert_eq!(outputs, ["untouched"], "post must not run when an item fails");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The timeout covers exec_fallback too
+// ---------------------------------------------------------------------------------------------
+
+/// Fails at once; its fallback never finishes.
+struct HangingFallback;
+
+impl Node<u32> for HangingFallback {
+    type Prep = ();
+    type Output = ();
+
+    fn prep(&self, _: &u32, _: &Params) -> Result<()> {
+        Ok(())
+    }
+
+    async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<()> {
+        Err("down".into())
+    }
+
+    async fn exec_fallback(&self, _: &(), _: Error, _: Ctx<'_>) -> Result<()> {
+        std::future::pending().await
+    }
+
+    fn post(&self, _: &mut u32, _: (), _: ()) -> Result<Action> {
+        Ok(Action::DEFAULT)
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        Some(Duration::from_millis(5))
+    }
+}
+
+#[test]
+fn a_hanging_fallback_times_out_like_an_attempt() {
+    let mut flow = Flow::new();
+    flow.add("ask", HangingFallback);
+    let err = smol::block_on(flow.run(&mut 0)).unwrap_err();
+    let timed_out = err.source().and_then(|e| e.downcast_ref::<TimedOut>()).copied();
+    assert!(matches!(timed_out, Some(TimedOut { fallback: true, .. })), "{err:#}");
+    assert_eq!(
+        format!("{err:#}"),
+        "node `ask` failed in exec after 1 attempt: exec_fallback timed out after 5ms"
+    );
 }
