@@ -1,5 +1,6 @@
 //! `Params` as a map: setting, replacing, sharing and merging keys; equal only when the same
-//! keys hold equal values in the same order; and how a `Value` displays.
+//! keys hold equal values in the same order; params collected from pairs; and how a `Value`
+//! displays.
 
 use miniflow::{Params, Value};
 
@@ -107,4 +108,16 @@ fn values_display_as_their_plain_text() {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     assert_eq!(line, ["school=Hilltop", "size=28"]);
+}
+
+#[test]
+fn params_collected_from_pairs_keep_the_first_order_and_the_last_value() {
+    let params: Params = [("a", Value::Int(1)), ("b", Value::from("two")), ("a", Value::Int(3))]
+        .into_iter()
+        .collect();
+    assert_eq!(entries(&params), pairs(&[("a", Value::Int(3)), ("b", Value::from("two"))]));
+    let owned: Params = (1..=2).map(|i| (format!("item-{i}"), i)).collect();
+    assert_eq!(owned, Params::new().with("item-1", 1).with("item-2", 2));
+    let none: Params = std::iter::empty::<(&'static str, i64)>().collect();
+    assert!(none.is_empty());
 }
