@@ -6,7 +6,7 @@
 //! empty flows, ids of another flow and duplicate edges, each with its exact fields and
 //! message; a run checks the whole tree of flows first, so no node runs in a tree with a
 //! mistake. Also that the reachability check, which is cached, is worked out again after
-//! every change to the flow.
+//! every change to the flow, and that `Flow::len` and `Flow::is_empty` count the nodes added.
 
 use miniflow::{
     Action, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Flow, FlowError, Node, NodeId, Parallel,
@@ -606,4 +606,15 @@ fn a_second_edge_for_the_same_action_is_refused_whatever_its_kind() {
     let mut visits = Visits::new();
     run(&flow, &mut visits).unwrap();
     assert_eq!(visits, ["a", "b", "c"]);
+}
+
+#[test]
+fn len_counts_the_nodes_added_and_is_empty_holds_only_before_the_first() {
+    let mut flow = Flow::<Visits>::new();
+    assert_eq!((flow.len(), flow.is_empty()), (0, true));
+    add(&mut flow, "a");
+    assert_eq!((flow.len(), flow.is_empty()), (1, false));
+    flow.add("inner", pair("b", "c")); // a nested flow counts as one node
+    assert_eq!((flow.len(), flow.is_empty()), (2, false));
+    assert!(!single("x").is_empty());
 }

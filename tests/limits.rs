@@ -906,6 +906,17 @@ fn step_limit_message_reads_well_at_the_edges() {
         "the run reached its limit of 1 step before starting `b`; the last nodes run were `a`. \
          If that is a loop"
     ));
+    // Step 1 is the nested flow `outer`, still running (so not listed) when its first node
+    // would be step 2: a node ran, none finished.
+    let mut outer = Flow::new();
+    outer.add("outer", ping_pong());
+    let (nested, runs) = run_limited(&outer, 1);
+    assert_eq!(
+        nested.unwrap_err().to_string(),
+        "the run reached its limit of 1 step before any node finished. If that is a loop that \
+         should end, give it an exit; else raise the limit with `RunOptions::max_steps`"
+    );
+    assert!(runs.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

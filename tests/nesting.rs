@@ -810,3 +810,56 @@ fn batch_async_flow_post_gets_actions_in_input_order_whatever_finished_first() {
     assert_eq!(sets.len(), 3);
     assert_eq!(actions, [Action::new("slow-ok"), Action::new("medium-ok"), Action::new("fast-ok")]);
 }
+
+/// A node whose `exec` runs a flow of its own (on a store of its own), as a node that
+/// delegates to a sub-agent does, and passes its error on with `?`.
+struct RunsItsOwnFlow(Flow<Log>);
+
+impl Node<Log> for RunsItsOwnFlow {
+    type Prep = ();
+    type Output = Action;
+
+    fn prep(&self, _: &Log, _: &Params) -> Result<()> {
+        Ok(())
+    }
+
+    async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<Action> {
+        Ok(self.0.run(&mut Log::default()).await?)
+    }
+
+    fn post(&self, log: &mut Log, _: (), action: Action) -> Result<Action> {
+        log.visits.push(format!("own flow ended with {action}"));
+        Ok(action)
+    }
+}
+
+#[test]
+fn param_error_of_a_flow_a_node_runs_itself_stays_that_flows_and_fails_the_node() {
+    // outer/delegate runs, in its exec, a flow whose node `avg` asks for a param nobody set.
+    // That error already names `avg` (in the flow that ran it): it must not be re-addressed
+    // to `outer/delegate` as if `delegate` had asked, but fail `delegate` with it as source.
+    let mut outer = Flow::new();
+    outer.add("delegate", RunsItsOwnFlow(single("avg", ReadParam(read_score_int))));
+    let flow = single("outer", outer);
+    let mut log = Log::default();
+
+    let err = run(&flow, &mut log).unwrap_err();
+
+    let FlowError::NodeFailed { node, phase, attempts, source, .. } = &err else {
+        panic!("expected NodeFailed, got {err:?}");
+    };
+    assert_eq!((node.as_str(), *phase, *attempts), ("outer/delegate", Phase::Exec, 1));
+    assert_eq!(err.to_string(), "node `outer/delegate` failed in exec after 1 attempt");
+    let Some(FlowError::Param { node, key, expected, found, .. }) = source.downcast_ref() else {
+        panic!("expected a Param source, got {source:?}");
+    };
+    assert_eq!(
+        (node.as_str(), key.as_str(), *expected, *found),
+        ("avg", "score", "an integer", None)
+    );
+    assert_eq!(
+        source.to_string(),
+        "node `avg`: param `score` is missing; set it in the params the run or a batch flow passes down"
+    );
+    assert!(log.visits.is_empty());
+}

@@ -1,4 +1,6 @@
-//! `Params` as a map: setting, replacing, sharing and merging keys.
+//! `Params` as a map: setting, replacing, sharing and merging keys; equal only when the same
+//! keys hold equal values in the same order; params collected from pairs; and how a `Value`
+//! displays.
 
 use miniflow::{Params, Value};
 
@@ -75,4 +77,47 @@ fn owned_keys_work_like_literal_ones() {
     params.insert("other", "x");
     assert_eq!((params.int(&key).unwrap(), copy.int(&key).unwrap()), (2, 1));
     assert_eq!(params, Params::new().with("item-7", 2).with("other", "x"));
+}
+
+#[test]
+fn params_that_differ_in_a_value_a_key_the_order_or_the_count_are_unequal() {
+    let a = Params::new().with("x", 1).with("y", 2);
+    assert_ne!(a, Params::new().with("x", 1).with("y", 3)); // a value
+    assert_ne!(a, Params::new().with("x", 1).with("z", 2)); // a key
+    assert_ne!(a, Params::new().with("y", 2).with("x", 1)); // the order
+    assert_ne!(a, Params::new().with("x", 1)); // one key fewer
+    assert_ne!(a, Params::new().with("x", 1).with("y", 2).with("z", 3)); // one more
+    assert_ne!(a, Params::new());
+    assert_ne!(Params::new().with("x", 1), Params::new().with("x", 1.0)); // another type
+    assert_ne!(Params::new().with("x", "1"), Params::new().with("x", 1));
+}
+
+#[test]
+fn values_display_as_their_plain_text() {
+    assert_eq!(Value::from("Hilltop").to_string(), "Hilltop");
+    assert_eq!(Value::from(String::new()).to_string(), "");
+    assert_eq!(Value::from(-28).to_string(), "-28");
+    assert_eq!(Value::from(2.5).to_string(), "2.5");
+    assert_eq!(Value::from(3.0).to_string(), "3");
+    assert_eq!(Value::from(true).to_string(), "true");
+    assert_eq!(Value::from(false).to_string(), "false");
+    let line: Vec<String> = Params::new()
+        .with("school", "Hilltop")
+        .with("size", 28)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert_eq!(line, ["school=Hilltop", "size=28"]);
+}
+
+#[test]
+fn params_collected_from_pairs_keep_the_first_order_and_the_last_value() {
+    let params: Params = [("a", Value::Int(1)), ("b", Value::from("two")), ("a", Value::Int(3))]
+        .into_iter()
+        .collect();
+    assert_eq!(entries(&params), pairs(&[("a", Value::Int(3)), ("b", Value::from("two"))]));
+    let owned: Params = (1..=2).map(|i| (format!("item-{i}"), i)).collect();
+    assert_eq!(owned, Params::new().with("item-1", 1).with("item-2", 2));
+    let none: Params = std::iter::empty::<(&'static str, i64)>().collect();
+    assert!(none.is_empty());
 }
