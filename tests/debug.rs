@@ -271,7 +271,7 @@ fn fallback_and_failure_events_display_the_error() {
             "run started",
             r#"`fetch` started # NodeStart { node: "fetch" }"#,
             "`fetch` falls back after its last attempt failed: exec timed out after 1ms",
-            "run failed: node `fetch` failed in exec after 1 attempt",
+            "run failed: node `fetch` failed in exec after 1 attempt: exec timed out after 1ms",
         ]
     );
 

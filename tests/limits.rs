@@ -913,8 +913,9 @@ fn step_limit_message_reads_well_at_the_edges() {
     let (nested, runs) = run_limited(&outer, 1);
     assert_eq!(
         nested.unwrap_err().to_string(),
-        "the run reached its limit of 1 step before any node finished. If that is a loop that \
-         should end, give it an exit; else raise the limit with `RunOptions::max_steps`"
+        "the run reached its limit of 1 step before starting `outer/a`, before any node \
+         finished. If that is a loop that should end, give it an exit; else raise the limit \
+         with `RunOptions::max_steps`"
     );
     assert!(runs.is_empty());
 }
