@@ -282,7 +282,7 @@ fn fallback_and_failure_events_display_the_error() {
         [
             "run started",
             r#"`save` started # NodeStart { node: "save" }"#,
-            "run failed: node `save` failed in post",
+            "run failed: node `save` failed in post: disk full",
         ]
     );
     assert_eq!(Event::RunStart.to_string(), "run started");
