@@ -293,7 +293,7 @@
 //! still run one at a time (hand those to a thread pool yourself, for example with
 //! `smol::unblock` or `tokio::task::spawn_blocking`, and await the result in `exec`).
 //!
-//! A run also never keeps its thread to itself: every 128th pass of each of its loops — a
+//! A run also never keeps its thread to itself: every 256th pass of each of its loops — a
 //! flow's node runs, a batch node's items, a batch flow's sub-runs, finished concurrent
 //! items — it gives its executor a turn (it wakes itself and returns `Pending` once, as the
 //! runtimes' `yield_now` does), always between two passes, where every `post` so far is
@@ -303,8 +303,8 @@
 //! instructions per node run, and nothing when a node awaits anyway.
 //!
 //! Each loop counts its own passes, so loops nested in loops multiply: a flow that loops over
-//! a nested flow of 5 nodes turns every 128 visits of it, that is every 640 node runs; loops
-//! nested three deep, each ending within 127 passes, run up to 127³ units between two turns.
+//! a nested flow of 5 nodes turns every 256 visits of it, that is every 1,280 node runs; loops
+//! nested three deep, each ending within 255 passes, run up to 255³ units between two turns.
 //! And a concurrent batch with no in-flight limit sets up all its items or sub-runs in its
 //! first poll (a million sub-runs take about half a second of it in a release build) before
 //! the first turn: give a large concurrent batch a
@@ -384,7 +384,7 @@
 //! it gave its executor between two units of work (see
 //! [Executor independence](#executor-independence)), because nothing else awaits — and nothing
 //! keeps running in the background, because nothing was spawned. Even a loop of nodes that
-//! never await gets there: it returns to its executor every 128 passes of its loop, so a
+//! never await gets there: it returns to its executor every 256 passes of its loop, so a
 //! timeout around it fires.
 //!
 //! What the store holds afterwards: the writes of every `post` that finished, and nothing of

@@ -421,12 +421,12 @@ impl<'a> RunCx<'a> {
 /// count shared by the whole run (an atomic in [`RunCx`]) cost a batch item a third more
 /// instructions, since its store made the compiler reload the loop's state on every item.
 /// The price is that nested loops multiply: a loop whose every pass runs an inner loop that
-/// ends within 128 passes (a flow of a few nodes, a batch of a few items) turns every 128 of
-/// its own passes, so every 128 × (inner passes) units of work; with three such levels,
-/// 127 × 127 × 127 units can run between two turns. Also measured: the instruction count of a
+/// ends within 256 passes (a flow of a few nodes, a batch of a few items) turns every 256 of
+/// its own passes, so every 256 × (inner passes) units of work; with three such levels,
+/// 255 × 255 × 255 units can run between two turns. Also measured: the instruction count of a
 /// chain moved by +9 per node run when only an unused field was added to [`RunCx`], which is
 /// as much as any shared count would save here.
-pub const TURN: usize = 128;
+pub const TURN: usize = 256;
 
 /// A turn for the executor: wakes its task and returns `Pending` once. The one await in the
 /// crate outside an `exec` or a `wait`.

@@ -1,4 +1,4 @@
-//! A run whose nodes never await still returns to its executor regularly: every 128th pass of
+//! A run whose nodes never await still returns to its executor regularly: every 256th pass of
 //! each of its loops (a flow's node runs, a batch node's items, a batch flow's sub-runs,
 //! finished concurrent jobs) it gives the executor a turn.
 //! So an endless loop of such nodes can be cancelled by a timeout on any executor, and other
@@ -193,9 +193,9 @@ fn futures_local_pool_heartbeat_keeps_ticking_beside_an_endless_loop() {
     assert!(n > 0);
 }
 
-/// Every 128th pass of a loop gives the executor one turn: polled by hand, the run is
-/// `Pending` exactly once per 128 passes, whatever the loop.
-const TURN: usize = 128;
+/// Every 256th pass of a loop gives the executor one turn: polled by hand, the run is
+/// `Pending` exactly once per 256 passes, whatever the loop.
+const TURN: usize = 256;
 
 /// Runs `flow` to its end by hand and returns its result and the polls it took.
 fn run_by_hand(flow: &Flow<u64>, n: &mut u64) -> (Action, usize) {
@@ -204,9 +204,9 @@ fn run_by_hand(flow: &Flow<u64>, n: &mut u64) -> (Action, usize) {
 }
 
 #[test]
-fn a_chain_gives_one_turn_per_128_node_runs() {
+fn a_chain_gives_one_turn_per_256_node_runs() {
     // `count` loops until the store reaches `runs`: one node run per loop.
-    for runs in [1, 127, 128, 129, 1_000, 100_000] {
+    for runs in [1, 255, 256, 257, 1_000, 100_000] {
         let mut flow = Flow::new();
         let count = flow.add(
             "count",
@@ -250,23 +250,23 @@ impl BatchNode<u64> for Sum {
 }
 
 #[test]
-fn a_batch_node_gives_one_turn_per_128_items() {
-    for items in [0, 127, 128, 1_000, 1_000_000] {
+fn a_batch_node_gives_one_turn_per_256_items() {
+    for items in [0, 255, 256, 1_000, 1_000_000] {
         for limit in [1, usize::MAX] {
             let mut flow = Flow::new();
             flow.add("sum", Sum(items, limit));
             let mut sum = 0;
             let (_, polls) = run_by_hand(&flow, &mut sum);
             assert_eq!(sum, (items as u64) * (items as u64 + 1) / 2);
-            // One turn per 128 items (or finished concurrent items).
+            // One turn per 256 items (or finished concurrent items).
             assert_eq!(polls, 1 + items / TURN, "{items} items, {limit} at a time");
         }
     }
 }
 
 #[test]
-fn a_batch_flow_gives_one_turn_per_128_sub_runs() {
-    for sub_runs in [1u64, 128, 10_000] {
+fn a_batch_flow_gives_one_turn_per_256_sub_runs() {
+    for sub_runs in [1u64, 256, 10_000] {
         let mut inner = Flow::new();
         inner.add(
             "add",
@@ -283,7 +283,7 @@ fn a_batch_flow_gives_one_turn_per_128_sub_runs() {
         let mut n = 0;
         let (_, polls) = run_by_hand(&flow, &mut n);
         assert_eq!(n, sub_runs * (sub_runs - 1) / 2);
-        // One turn per 128 sub-runs (each flow's loop makes one pass, and never turns).
+        // One turn per 256 sub-runs (each flow's loop makes one pass, and never turns).
         assert_eq!(polls, 1 + sub_runs as usize / TURN, "{sub_runs} sub-runs");
     }
 }
@@ -329,7 +329,7 @@ fn concurrent_sub_runs_and_branches_give_turns_too() {
 fn dropped_after_any_turn_the_store_holds_whole_posts() {
     // Each `post` adds 1 to the first field and then to the second: a torn post would leave
     // them unequal. Dropped after k polls, the run has made exactly k turns' worth of node
-    // runs (the first turn comes after 127, then every 128).
+    // runs (the first turn comes after 255, then every 256).
     let mut flow = Flow::new();
     let step = flow.add(
         "step",
@@ -354,4 +354,39 @@ fn dropped_after_any_turn_the_store_holds_whole_posts() {
         poll_by_hand(flow.run_with(&mut store, RunOptions::new().max_steps(1_000)), usize::MAX);
     assert!(matches!(result, Some(Err(FlowError::StepLimit { limit: 1_000, .. }))));
     assert_eq!(store, (1_000, 1_000));
+}
+
+#[test]
+fn one_at_a_time_sub_runs_and_branches_turn_every_256() {
+    // With an in-flight limit of 1, `BatchAsyncFlow` and `Parallel` run their jobs in a loop
+    // of their own: each job is a one-node flow's single pass, so only that loop can turn.
+    let one = || {
+        let mut inner = Flow::new();
+        inner.add(
+            "add",
+            node_fn(|n: &mut u64, _| {
+                *n += 1;
+                Ok(Action::DEFAULT)
+            }),
+        );
+        inner
+    };
+    for jobs in [255usize, 256, 1_000] {
+        let sets = move |_: &u64, _: &Params| Ok(vec![Params::new(); jobs]);
+        let mut flow = Flow::new();
+        flow.add("each", BatchAsyncFlow::new(one(), sets).max_in_flight(1));
+        let mut n = 0;
+        let (_, polls) = run_by_hand(&flow, &mut n);
+        assert_eq!((n, polls), (jobs as u64, 1 + jobs / TURN), "{jobs} sub-runs");
+
+        let mut parallel = Parallel::new().max_in_flight(1);
+        for b in 0..jobs {
+            parallel = parallel.branch(format!("b{b}"), one());
+        }
+        let mut flow = Flow::new();
+        flow.add("all", parallel);
+        let mut n = 0;
+        let (_, polls) = run_by_hand(&flow, &mut n);
+        assert_eq!((n, polls), (jobs as u64, 1 + jobs / TURN), "{jobs} branches");
+    }
 }
