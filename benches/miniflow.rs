@@ -32,6 +32,14 @@ use miniflow::{
     Trace,
 };
 
+/// The executor of every workload but the fanout: `futures`' `block_on` polls a run again at
+/// once when it wakes itself (as it does every 256 passes, to give its executor a turn) and
+/// has no reactor to look at, so the instructions a run executes are the same every time.
+/// smol's `block_on` looks at its reactor on every such turn, a clock-dependent amount of work
+/// that moved `benches/instructions.py`'s counts by up to 3 per node run between two runs.
+/// (The fanout awaits timers: it runs on smol, whose reactor drives them.)
+use futures::executor::block_on;
+
 /// The size of each headline workload.
 const CHAIN: u64 = 1_000_000;
 const ITEMS: u64 = 100_000;
@@ -183,7 +191,7 @@ fn chain(node_runs: u64) -> f64 {
 
     let mut loops = 0;
     let started = Instant::now();
-    let last = smol::block_on(flow.run(black_box(&mut loops))).expect("the chain runs");
+    let last = block_on(flow.run(black_box(&mut loops))).expect("the chain runs");
     let elapsed = started.elapsed();
     assert_eq!((loops, last.as_str()), (node_runs / 2, "done"));
     per_unit(elapsed, node_runs)
@@ -224,7 +232,7 @@ fn batch_node(items: u64, limit: usize) -> f64 {
     flow.add("double", Double { items, limit });
     let mut sum = 0;
     let started = Instant::now();
-    smol::block_on(flow.run(black_box(&mut sum))).expect("the batch runs");
+    block_on(flow.run(black_box(&mut sum))).expect("the batch runs");
     let elapsed = started.elapsed();
     assert_eq!(sum, items * (items - 1));
     per_unit(elapsed, items)
@@ -270,7 +278,7 @@ fn batch_flow(sub_runs: u64, limit: usize, traced: bool) -> f64 {
     let trace = Trace::new();
     let options = if traced { RunOptions::new().observer(&trace) } else { RunOptions::new() };
     let started = Instant::now();
-    smol::block_on(flow.run_with(black_box(&mut sum), options)).expect("the batch flow runs");
+    block_on(flow.run_with(black_box(&mut sum), options)).expect("the batch flow runs");
     let elapsed = started.elapsed();
     let n = sub_runs as i64;
     assert_eq!(sum, n * (n - 1) / 2);
