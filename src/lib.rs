@@ -299,7 +299,7 @@
 //! runtimes' `yield_now` does), always between two passes, where every `post` so far is
 //! whole. So a loop of nodes that never await (a routing bug, or `exec`s answered from a
 //! cache) can still be cancelled by a timeout, and a heartbeat or any other task on the same
-//! thread keeps getting turns. The turns cost a plain chain of nodes about 1 % more
+//! thread keeps getting turns. The turns cost a plain chain of nodes about 1.5 % more
 //! instructions per node run, and nothing when a node awaits anyway.
 //!
 //! Each loop counts its own passes, so loops nested in loops multiply: a flow that loops over
