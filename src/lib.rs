@@ -305,10 +305,8 @@
 //! Each loop counts its own passes, so loops nested in loops multiply: a flow that loops over
 //! a nested flow of 5 nodes turns every 256 visits of it, that is every 1,280 node runs; loops
 //! nested three deep, each ending within 255 passes, run up to 255³ units between two turns.
-//! And a concurrent batch with no in-flight limit sets up all its items or sub-runs in its
-//! first poll (a million sub-runs take about half a second of it in a release build) before
-//! the first turn: give a large concurrent batch a
-//! [`max_in_flight`](BatchAsyncFlow::max_in_flight).
+//! A concurrent batch with no in-flight limit starts its items or sub-runs 255 to a poll, so
+//! that a million of them are not all set up before the executor's first turn.
 //!
 //! The one timer the crate uses — for the pause between attempts and for timeouts — is
 //! smol's `async-io` timer, which works under any executor (it drives itself, on a thread of
