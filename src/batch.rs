@@ -226,18 +226,7 @@ where
         return Ok((outputs, total));
     }
     let mut slots: Vec<Option<T>> = Vec::with_capacity(jobs.size_hint().0);
-    // Jobs are started at most `TURN` to a poll: without a limit, a million would otherwise
-    // all be set up in the first poll, before the executor had a turn.
-    let (mut jobs, mut started) = (jobs, 0usize);
-    let paced = stream::poll_fn(move |cx| {
-        started += 1;
-        if started.is_multiple_of(run::TURN) {
-            cx.waker().wake_by_ref();
-            return std::task::Poll::Pending;
-        }
-        std::task::Poll::Ready(jobs.next())
-    });
-    let mut running = std::pin::pin!(paced.buffer_unordered(limit));
+    let (mut running, mut done) = (stream::iter(jobs).buffer_unordered(limit), 0usize);
     while let Some((i, result)) = running.next().await {
         let (out, attempts) = result?;
         if slots.len() <= i {
@@ -245,7 +234,8 @@ where
         }
         slots[i] = Some(out);
         total += attempts;
-        if i % run::TURN == run::TURN - 1 {
+        done += 1;
+        if done.is_multiple_of(run::TURN) {
             run::Turn::new().await;
         }
     }

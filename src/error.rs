@@ -363,8 +363,9 @@ impl FlowError {
                 write!(f, "the run reached its limit of {limit} step{s} before starting `{next}`")?;
                 match last.is_empty() {
                     true if *limit == 0 => write!(f, ", before any node ran")?,
-                    // The runs so far were flows still running, which are not listed.
-                    true => write!(f, ", before any node finished")?,
+                    // Only flows still running around `next`, or earlier sub-runs and
+                    // branches, which are not listed: `next` says where the run was.
+                    true => {}
                     false => {
                         write!(f, "; the last nodes run were ")?;
                         list(f, last, " -> ", |n| format!("`{n}`"))?;

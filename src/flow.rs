@@ -426,9 +426,9 @@ impl<S: Send> Flow<S> {
     /// Whatever the nodes' `post`s wrote before the error stays in the store.
     ///
     /// # Cancellation
-    /// Dropping the returned future stops the run at its next `.await` (inside some `exec`, or
-    /// a `wait`). Every `post` that ran is in the store; none ran halfway. See the
-    /// [crate docs](crate#cancellation).
+    /// Dropping the returned future stops the run at its next `.await` (inside some `exec`, a
+    /// `wait`, or a turn the run gives its executor between two nodes). Every `post` that ran
+    /// is in the store; none ran halfway. See the [crate docs](crate#cancellation).
     ///
     /// # Panics
     /// Only if a node does: a panic in any node's `prep`, `exec`, `exec_fallback` or `post`, or

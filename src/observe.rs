@@ -380,6 +380,7 @@ impl Observer for Trace {
             }
         };
         let row = &mut table.rows[i];
+        row.start = row.start.min(end.saturating_sub(elapsed));
         row.runs += 1;
         row.attempts += attempts;
         row.end = end;

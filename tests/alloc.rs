@@ -10,8 +10,6 @@
 //! compares the two counts, so that what a run allocates once (the executor, the first
 //! validation) cancels out and only the per-node-run cost is left.
 
-use std::future::Future;
-
 use miniflow::{Action, Ctx, Flow, IntoNode, Node, Params, Result, RunOptions, node_fn};
 
 /// The loop counter and where it stops.
@@ -139,63 +137,4 @@ fn the_counter_counts_this_threads_allocations() {
     // Without this, a counter that saw nothing would pass every "at most" above.
     let counted = allocation_counter::measure(|| drop(std::hint::black_box(Box::new(1_u64))));
     assert_eq!(counted.count_total, 1);
-}
-
-/// A job that awaits once, so that it stays in flight while the others start.
-struct Pause;
-
-impl Node<u64> for Pause {
-    type Prep = ();
-    type Output = ();
-
-    fn prep(&self, _: &u64, _: &Params) -> Result<()> {
-        Ok(())
-    }
-
-    async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<()> {
-        let mut paused = false;
-        std::future::poll_fn(|cx| {
-            if std::mem::replace(&mut paused, true) {
-                return std::task::Poll::Ready(());
-            }
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        })
-        .await;
-        Ok(())
-    }
-
-    fn post(&self, n: &mut u64, _: (), _: ()) -> Result<Action> {
-        *n += 1;
-        Ok(Action::DEFAULT)
-    }
-}
-
-/// The allocations of the first poll of a `BatchAsyncFlow` over `sub_runs` params sets with
-/// no in-flight limit (its prep's list included: one allocation, whatever its length).
-fn first_poll(sub_runs: usize) -> u64 {
-    let mut inner = Flow::new();
-    inner.add("job", Pause);
-    let sets = move |_: &u64, _: &Params| Ok(vec![Params::new(); sub_runs]);
-    let mut flow = Flow::new();
-    flow.add("fan", miniflow::BatchAsyncFlow::new(inner, sets));
-    let mut n = 0;
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let mut run = Box::pin(flow.run(&mut n));
-    assert!(run.as_mut().poll(&mut cx).is_pending()); // warm-up: the flow checks itself
-    drop(run);
-    let mut run = Box::pin(flow.run(&mut n));
-    let counted = allocation_counter::measure(|| {
-        assert!(run.as_mut().poll(&mut cx).is_pending());
-    });
-    counted.count_total
-}
-
-#[test]
-fn an_unlimited_concurrent_batch_starts_its_jobs_a_turn_s_worth_to_a_poll() {
-    // Each started sub-run is one task of the concurrent runner (an allocation): a first poll
-    // starts at most 255 of them, so a million params sets cost the same first poll as 1,000.
-    let (small, large) = (first_poll(1_000), first_poll(100_000));
-    assert!(small < 600, "{small} allocations in the first poll of 1,000 sub-runs");
-    assert_eq!(large, small, "a larger batch allocated more in its first poll");
 }

@@ -913,9 +913,8 @@ fn step_limit_message_reads_well_at_the_edges() {
     let (nested, runs) = run_limited(&outer, 1);
     assert_eq!(
         nested.unwrap_err().to_string(),
-        "the run reached its limit of 1 step before starting `outer/a`, before any node \
-         finished. If that is a loop that should end, give it an exit; else raise the limit \
-         with `RunOptions::max_steps`"
+        "the run reached its limit of 1 step before starting `outer/a`. If that is a loop that \
+         should end, give it an exit; else raise the limit with `RunOptions::max_steps`"
     );
     assert!(runs.is_empty());
 }
@@ -1049,9 +1048,8 @@ fn a_step_limit_inside_a_fan_out_names_where_the_run_was() {
         matches!(&err, FlowError::StepLimit { limit: 1, last, next, .. } if last.is_empty() && next == "par/a")
     );
     assert!(
-        err.to_string().starts_with(
-            "the run reached its limit of 1 step before starting `par/a`, before any node finished."
-        ),
+        err.to_string()
+            .starts_with("the run reached its limit of 1 step before starting `par/a`. If"),
         "{err}"
     );
 
@@ -1062,4 +1060,35 @@ fn a_step_limit_inside_a_fan_out_names_where_the_run_was() {
     flow.add("fan", BatchAsyncFlow::new(inner, |_: &u32, _: &Params| Ok(vec![Params::new(); 3])));
     let err = smol::block_on(flow.run_with(&mut 0, RunOptions::new().max_steps(1))).unwrap_err();
     assert_eq!(err.node(), Some("fan[0]/job"));
+}
+
+#[test]
+fn a_step_limit_after_finished_sub_runs_does_not_claim_that_none_finished() {
+    // Sub-run 0 runs `n0` and `n1` (steps 2 and 3); sub-run 1's `n0` would be step 4.
+    let mut inner = Flow::new();
+    let n0 = inner.add(
+        "n0",
+        node_fn(|n: &mut u32, _| {
+            *n += 1;
+            Ok(Action::DEFAULT)
+        }),
+    );
+    let n1 = inner.add(
+        "n1",
+        node_fn(|n: &mut u32, _| {
+            *n += 1;
+            Ok(Action::DEFAULT)
+        }),
+    );
+    inner.then(n0, n1).unwrap();
+    let mut flow = Flow::new();
+    flow.add("fan", BatchFlow::new(inner, |_: &u32, _: &Params| Ok(vec![Params::new(); 3])));
+    let mut n = 0;
+    let err = smol::block_on(flow.run_with(&mut n, RunOptions::new().max_steps(3))).unwrap_err();
+    assert_eq!(n, 2);
+    assert_eq!(
+        err.to_string(),
+        "the run reached its limit of 3 steps before starting `fan[1]/n0`. If that is a loop \
+         that should end, give it an exit; else raise the limit with `RunOptions::max_steps`"
+    );
 }

@@ -1157,3 +1157,45 @@ fn an_inner_flow_s_failure_shows_every_level() {
     assert_eq!(format!("{err:#}"), err.to_string());
     empty.add("x", node_fn(|_: &mut u32, _| Ok(Action::DEFAULT)));
 }
+
+#[test]
+fn trace_start_is_the_earliest_start_even_when_a_later_run_ends_first() {
+    // Sub-run 0's `work` starts first and ends last; sub-run 1's starts later and ends first.
+    struct Work;
+    impl Node<u32> for Work {
+        type Prep = i64;
+        type Output = ();
+        fn prep(&self, _: &u32, params: &Params) -> Result<i64> {
+            Ok(params.int("i")?)
+        }
+        async fn exec(&self, i: &i64, _: Ctx<'_>) -> Result<()> {
+            yield_times(if *i == 0 { 50 } else { 1 }).await;
+            Ok(())
+        }
+        fn post(&self, _: &mut u32, _: i64, _: ()) -> Result<Action> {
+            Ok(Action::DEFAULT)
+        }
+    }
+    let mut inner = Flow::new();
+    inner.add("work", Work);
+    let sets = |_: &u32, _: &Params| Ok((0..2).map(|i| Params::new().with("i", i)).collect());
+    let mut flow = Flow::new();
+    flow.add("fan", BatchAsyncFlow::new(inner, sets));
+
+    let starts = Mutex::new(Vec::new());
+    let trace = Trace::new();
+    let both = |event: &Event<'_>| {
+        trace.event(event);
+        if let Event::NodeStart { node, .. } = event {
+            starts.lock().unwrap().push(node.to_string());
+        }
+    };
+    smol::block_on(flow.run_with(&mut 0, RunOptions::new().observer(&both))).unwrap();
+    assert_eq!(starts.into_inner().unwrap(), ["fan", "fan[0]/work", "fan[1]/work"]);
+    let rows = trace.rows();
+    let (work, fan) = (&rows[0], &rows[1]);
+    assert_eq!((work.node.as_str(), work.runs, fan.node.as_str()), ("fan/work", 2, "fan"));
+    // `fan/work` spans from sub-run 0's start, not from the start of the run that ended first.
+    assert!(work.start <= work.end - work.max, "{work:?}");
+    assert!(fan.start <= work.start, "{fan:?} {work:?}");
+}

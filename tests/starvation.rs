@@ -390,3 +390,47 @@ fn one_at_a_time_sub_runs_and_branches_turn_every_256() {
         assert_eq!((n, polls), (jobs as u64, 1 + jobs / TURN), "{jobs} branches");
     }
 }
+
+/// Items whose index is 255 modulo 256 never finish; all others finish at once.
+struct Stragglers(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl BatchNode<u64> for Stragglers {
+    type Item = usize;
+    type Output = ();
+
+    fn prep(&self, _: &u64, _: &Params) -> Result<Vec<usize>> {
+        Ok((0..100_000).collect())
+    }
+
+    async fn exec(&self, item: &usize, _: Ctx<'_>) -> Result<()> {
+        if item % TURN == TURN - 1 {
+            std::future::pending::<()>().await;
+        }
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn post(&self, _: &mut u64, _: Vec<usize>, _: Vec<()>) -> Result<Action> {
+        Ok(Action::DEFAULT)
+    }
+
+    fn max_in_flight(&self) -> usize {
+        usize::MAX
+    }
+}
+
+#[test]
+fn concurrent_items_turn_every_256_that_finish_whichever_they_are() {
+    // Counted by items finished, not by their indices: here the items at the indices that
+    // would turn never finish, and 99,610 others do.
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut flow = Flow::new();
+    flow.add("all", Stragglers(finished.clone()));
+    for polls in [1, 2, 10] {
+        finished.store(0, std::sync::atomic::Ordering::SeqCst);
+        let (result, made) = poll_by_hand(flow.run(&mut 0), polls);
+        assert!(result.is_none() && made == polls);
+        let done = finished.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(done <= polls * TURN, "{done} items finished in {polls} polls");
+    }
+}
