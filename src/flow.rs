@@ -461,8 +461,7 @@ impl<S: Send> Flow<S> {
         let ending = Ending::start(observer);
         let checkpoint = checkpoint.as_deref_mut().map(|save| save as &mut Save<'_, S>);
         let top = Top { start, checkpoint };
-        let result = self.run_in(Store::Own(store), &scope, Some(top)).await;
-        let result = result.map_err(|e| *e);
+        let result = self.run_in(Store::Own(store), &scope, Some(top)).await.map_err(|e| *e);
         ending.finish(&result);
         result
     }
