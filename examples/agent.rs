@@ -370,9 +370,9 @@ fn main() -> support::Main {
     let decide = flow.add("decide", Decide { model: model.clone() });
     let search = flow.add("search", Search);
     let answer = flow.add("answer", Answer { model });
-    flow.edge(decide, "search", search)?;
-    flow.edge(decide, "answer", answer)?;
-    flow.then(search, decide)?; // the loop: after each search, decide again
+    flow.edge(decide, "search", search);
+    flow.edge(decide, "answer", answer);
+    flow.then(search, decide); // the loop: after each search, decide again
 
     let mut research = Research {
         question: "Who started the programming language whose mascot is Ferris the crab, \

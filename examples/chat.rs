@@ -202,10 +202,10 @@ fn main() -> support::Main {
     let mut flow = Flow::new();
     let listen = flow.add("listen", Listen);
     let reply = flow.add("reply", Reply { model });
-    flow.then(listen, reply)?;
-    flow.edge(listen, "blank", listen)?;
-    flow.then(reply, listen)?; // the loop: after each answer, listen again
-    flow.end(listen, "exit")?;
+    flow.then(listen, reply);
+    flow.edge(listen, "blank", listen);
+    flow.then(reply, listen); // the loop: after each answer, listen again
+    flow.end(listen, "exit");
     // No step limit here: the person at the keyboard decides when the loop ends, and a long
     // chat is not a bug. (A loop driven by a model's decisions needs one: see the agent.)
 

@@ -195,10 +195,10 @@ fn build() -> Result<Flow<Books>> {
     );
     let tax = flow.add("tax", Tax);
     let publish = flow.add("publish", Publish);
-    flow.then(fetch, subtotal)?;
-    flow.then(subtotal, discount)?;
-    flow.then(discount, tax)?;
-    flow.then(tax, publish)?;
+    flow.then(fetch, subtotal);
+    flow.then(subtotal, discount);
+    flow.then(discount, tax);
+    flow.then(tax, publish);
     Ok(flow)
 }
 

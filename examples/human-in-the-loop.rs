@@ -150,10 +150,10 @@ fn build(model: Arc<dyn Model>) -> Result<Flow<Ticket>> {
             Ok("sent".into())
         }),
     );
-    flow.then(draft, ask_human)?;
-    flow.end(ask_human, PAUSE)?;
-    flow.edge(ask_human, "approve", send)?;
-    flow.edge(ask_human, "revise", draft)?;
+    flow.then(draft, ask_human);
+    flow.end(ask_human, PAUSE);
+    flow.edge(ask_human, "approve", send);
+    flow.edge(ask_human, "revise", draft);
     Ok(flow)
 }
 

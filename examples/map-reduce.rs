@@ -223,7 +223,7 @@ fn main() -> support::Main {
     let mut flow = Flow::new();
     let evaluate = flow.add("evaluate", Evaluate { model });
     let summarise = flow.add("summarise", Summarise);
-    flow.then(evaluate, summarise)?;
+    flow.then(evaluate, summarise);
 
     let mut store = Store { resumes: resumes(), ..Store::default() };
     smol::block_on(flow.run(&mut store))?;

@@ -343,19 +343,19 @@ fn main() -> support::Main {
     let hint = hinter_flow.add("hint", GiveHint { model: model.clone() });
     let hear = hinter_flow.add("hear_guess", HearGuess);
     let announce = hinter_flow.add("announce", Announce);
-    hinter_flow.then(hint, hear)?;
-    hinter_flow.edge(hear, "wrong", hint)?;
-    hinter_flow.edge(hear, "correct", announce)?;
-    hinter_flow.edge(hear, "out_of_rounds", announce)?;
+    hinter_flow.then(hint, hear);
+    hinter_flow.edge(hear, "wrong", hint);
+    hinter_flow.edge(hear, "correct", announce);
+    hinter_flow.edge(hear, "out_of_rounds", announce);
 
     // The guesser: hear a message → guess and listen again, or stop when the game is over.
     let mut guesser_flow = Flow::new();
     let listen = guesser_flow.add("hear_hint", HearHint);
     let guess = guesser_flow.add("guess", MakeGuess { model });
-    guesser_flow.edge(listen, "hint", guess)?;
-    guesser_flow.then(guess, listen)?;
-    guesser_flow.end(listen, "won")?;
-    guesser_flow.end(listen, "lost")?;
+    guesser_flow.edge(listen, "hint", guess);
+    guesser_flow.then(guess, listen);
+    guesser_flow.end(listen, "won");
+    guesser_flow.end(listen, "lost");
 
     // One channel each way; each store gets the ends its agent uses.
     let (to_guesser, from_hinter) = channel::unbounded();

@@ -167,7 +167,7 @@ fn main() -> support::Main {
     let mut class = Flow::new();
     let students = class.add("students", students);
     let class_average = class.add("class_average", ClassAverage);
-    class.then(students, class_average)?;
+    class.then(students, class_average);
 
     // The school: a batch flow over the classes, one sub-run with `class` set for each, two
     // classes in flight at once. Their sub-runs interleave, but every `post` writes under its

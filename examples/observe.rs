@@ -4,8 +4,9 @@
 //! A node's `exec` is the only phase that waits on a model, so it is the only one that sees the
 //! answer arrive piece by piece. It passes each piece on with `Ctx::emit("token", piece)`, and
 //! the run hands it to an *observer*: here a closure that prints tokens as they come and
-//! forwards every event to a [`Trace`], which times each node. The observer belongs to the
-//! run, not to the flow, so the flow itself knows nothing about consoles or tables.
+//! forwards every event to a [`Trace`] (an observer of its own, in `support/trace.rs`: a recipe
+//! to copy), which times each node. The observer belongs to the run, not to the flow, so the
+//! flow itself knows nothing about consoles or tables.
 //!
 //! The flow writes a short paragraph: a nested `draft` flow (outline, then the streamed text),
 //! then a title. After the run it prints the trace table and `Flow::to_mermaid()`, whose output
@@ -20,7 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use miniflow::{Action, Ctx, Event, Flow, Node, Observer, Params, Result, RunOptions, Trace};
+use miniflow::{Action, Ctx, Event, Flow, Node, Observer, Params, Result, RunOptions};
+use support::trace::Trace;
 use support::{Message, Model, Rules, Slow, text};
 
 mod support;
@@ -163,12 +165,12 @@ fn main() -> support::Main {
     let mut draft = Flow::new();
     let outline = draft.add("outline", Outline { model: model.clone() });
     let write = draft.add("write", Compose { model: model.clone() });
-    draft.then(outline, write)?;
+    draft.then(outline, write);
 
     let mut flow = Flow::new();
     let draft = flow.add("draft", draft);
     let title = flow.add("title", Title { model });
-    flow.then(draft, title)?;
+    flow.then(draft, title);
 
     // The observer: print each node as it starts, each token as it arrives, and hand every
     // event to the trace. It is called from inside the run, so it only prints and records.

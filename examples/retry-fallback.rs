@@ -3,10 +3,11 @@
 //!
 //! Calls to a model fail now and then — the server is overloaded, the connection drops, the
 //! answer takes forever. A node says how to cope in three small methods: `max_retries` is how
-//! many times `exec` is tried in all, `wait` is the pause between tries (here an exponential
-//! backoff: each pause twice the last, up to a cap), and `timeout` cuts one try short. When
-//! every try has failed, `exec_fallback` gets the last error and may answer instead — with a
-//! canned reply, a cached one, a cheaper model — or give up, failing the run.
+//! many times `exec` is tried in all, `wait` decides after each failed try whether to try
+//! again and after what pause (here always, after an exponential [`Backoff`]: each pause twice
+//! the last, up to a cap), and `timeout` cuts one try short. When every try has failed,
+//! `exec_fallback` gets the last error and may answer instead — with a canned reply, a cached
+//! one, a cheaper model — or give up, failing the run.
 //!
 //! The same node asks the same question three times, of three models: one that is overloaded
 //! twice and then answers (the retries fix it), one that is always down (the fallback
@@ -21,7 +22,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use miniflow::{Action, Ctx, Error, Event, Flow, Node, Params, Result, RunOptions, TimedOut, Wait};
+use miniflow::{
+    Action, Backoff, Ctx, Error, Event, Flow, Node, Params, Result, RunOptions, TimedOut,
+};
 use support::{Flaky, Model, Rules, Slow};
 
 mod support;
@@ -84,10 +87,13 @@ impl Node<Store> for Ask {
         3
     }
 
-    /// 5 ms after the first failure, then 10 ms, never more than 40 ms. Kept short so the
-    /// example runs fast; against a real rate-limited server, start at half a second or so.
-    fn wait(&self) -> Wait {
-        Wait::exponential(Duration::from_millis(5), Duration::from_millis(40))
+    /// Retry after 5 ms the first time, then 10 ms, never more than 40 ms. Kept short so the
+    /// example runs fast; against a real rate-limited server, start at half a second or so,
+    /// add `.jitter(0.5)`, and return `None` for an error that retrying cannot fix (look at
+    /// `error`: a 401, say) to go straight to `exec_fallback`.
+    fn wait(&self, _error: &Error, cx: Ctx<'_>) -> Option<Duration> {
+        let backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(40));
+        Some(backoff.delay(cx.attempt()))
     }
 
     fn timeout(&self) -> Option<Duration> {

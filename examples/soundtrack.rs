@@ -8,9 +8,10 @@
 //! own part of the store (the song branch to `song`, the characters branch to `characters`;
 //! the batch's reviews come back in critic order to one `post`), so nothing is overwritten.
 //!
-//! A [`Trace`] observer, attached with [`RunOptions::observer`], times every node; its table
-//! shows song and characters starting together, and the critics' five calls fitting in the
-//! time of about one. Nothing is spawned: the overlap comes from futures polled together.
+//! A [`Trace`] observer (a recipe in `support/trace.rs`, to copy), attached with
+//! [`RunOptions::observer`], times every node; its table shows song and characters starting
+//! together, and the critics' five calls fitting in the time of about one. Nothing is spawned:
+//! the overlap comes from futures polled together.
 //!
 //! Run with: `cargo run --example soundtrack`. Offline a slow rule-based stand-in answers (150 ms
 //! a call, so the overlap is real); set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to use a real
@@ -19,7 +20,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use miniflow::{Action, BatchNode, Ctx, Flow, Node, Parallel, Params, Result, RunOptions, Trace};
+use miniflow::{Action, BatchNode, Ctx, Flow, Node, Parallel, Params, Result, RunOptions};
+use support::trace::Trace;
 use support::{Model, Rules, Slow, text};
 
 mod support;
@@ -258,8 +260,8 @@ fn main() -> support::Main {
     let ideas = flow.add("ideas", ideas);
     let lyrics = flow.add("lyrics", Lyrics { model: model.clone() });
     let critics = flow.add("critics", Reviews { model });
-    flow.then(ideas, lyrics)?;
-    flow.then(lyrics, critics)?;
+    flow.then(ideas, lyrics);
+    flow.then(lyrics, critics);
 
     let mut store = Soundtrack { movie: "Casablanca".to_string(), ..Soundtrack::default() };
     let trace = Trace::new();

@@ -327,18 +327,18 @@ fn main() -> support::Main {
     let decide = agent.add("decide", Decide { model: model.clone() });
     let search = agent.add("search", Search);
     let answer = agent.add("answer", Answer { model: model.clone() });
-    agent.edge(decide, "search", search)?;
-    agent.edge(decide, "answer", answer)?;
-    agent.then(search, decide)?;
+    agent.edge(decide, "search", search);
+    agent.edge(decide, "answer", answer);
+    agent.then(search, decide);
 
     // The outer flow: the whole agent is one node, the supervisor another.
     let mut flow = Flow::new();
     let agent = flow.add("agent", agent);
     let supervisor = flow.add("supervisor", Supervisor { model });
-    flow.then(agent, supervisor)?; // the agent ends with "default" (its `answer` node's action)
-    flow.edge(supervisor, "retry", agent)?; // back into the agent, which starts over
-    flow.end(supervisor, "approved")?;
-    flow.end(supervisor, "give_up")?;
+    flow.then(agent, supervisor); // the agent ends with "default" (its `answer` node's action)
+    flow.edge(supervisor, "retry", agent); // back into the agent, which starts over
+    flow.end(supervisor, "approved");
+    flow.end(supervisor, "give_up");
 
     let mut desk = Desk {
         question: "How do I get rid of limescale in my electric kettle?".to_string(),

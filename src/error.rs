@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{Action, NodeId};
+use crate::Action;
 
 /// The error type of user code: any error that can cross threads.
 ///
@@ -103,7 +103,7 @@ impl fmt::Display for Phase {
 /// let mut flow = Flow::<u32>::new();
 /// let a = flow.add("a", node_fn(|_, _| Ok("oops".into())));
 /// let b = flow.add("b", node_fn(|_, _| Ok(Action::DEFAULT)));
-/// flow.edge(a, "next", b)?;
+/// flow.edge(a, "next", b);
 ///
 /// let err = smol::block_on(flow.run(&mut 0)).unwrap_err();
 /// match &err {
@@ -146,27 +146,6 @@ pub enum FlowError {
         /// The actions it has edges (or end edges) for, in the order they were added.
         expected: Vec<Action>,
     },
-    /// [`Flow::edge`](crate::Flow::edge), [`then`](crate::Flow::then) or
-    /// [`end`](crate::Flow::end) was asked for a second edge with the same node and action.
-    #[non_exhaustive]
-    DuplicateEdge {
-        /// The node's name.
-        node: String,
-        /// The action that already has an edge.
-        action: Action,
-    },
-    /// A [`NodeId`] returned by one flow's `add` was given to another flow.
-    #[non_exhaustive]
-    ForeignNode {
-        /// The id that belongs to another flow.
-        id: NodeId,
-    },
-    /// A flow with no nodes was run.
-    #[non_exhaustive]
-    EmptyFlow {
-        /// The empty flow's path (empty for the outermost flow).
-        node: String,
-    },
     /// A param a node asked for is missing, or has another type.
     ///
     /// Returned by the getters of [`Params`](crate::Params); when it leaves a node's `prep`
@@ -182,14 +161,25 @@ pub enum FlowError {
         /// The type the param has, or `None` when it is missing.
         found: Option<&'static str>,
     },
-    /// A node's settings are out of range: `max_retries()` of 0 or above
-    /// [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS), `max_in_flight()` of 0, or a `timeout()` of
-    /// zero; or flows are nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH).
+    /// A flow cannot run as it was built, or a node's settings are out of range. Found before
+    /// any node of the run has run (the settings: before that node's `prep`), or by
+    /// [`Flow::validate`](crate::Flow::validate):
+    ///
+    /// - a flow with no nodes;
+    /// - nodes no edge leads to from the start node (or an [entry](crate::Flow::entry));
+    /// - flows nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH), or a nested flow with entry
+    ///   points;
+    /// - a [`start_at`](crate::RunOptions::start_at) name the flow has no node of;
+    /// - `max_retries()` of 0 or above [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS), a `timeout()`
+    ///   of zero, or a batch node's `max_in_flight()` of 0.
+    ///
+    /// Mistakes in the calls that build a flow (a bad name, a second edge for an action, a
+    /// [`NodeId`](crate::NodeId) of another flow) panic where they are made instead.
     #[non_exhaustive]
     InvalidConfig {
-        /// The node's path.
+        /// The path of the node or flow concerned (empty for the outermost flow).
         node: String,
-        /// What is wrong and how to fix it.
+        /// What is wrong and how to fix it, naming the node: the error's whole `Display`.
         message: String,
     },
     /// The run reached its step limit ([`RunOptions::max_steps`](crate::RunOptions::max_steps))
@@ -209,28 +199,6 @@ pub enum FlowError {
         /// finished).
         next: String,
     },
-    /// Some nodes of a flow can never run: no edge leads to them from the start node. Found
-    /// on the flow's first run or by [`Flow::validate`](crate::Flow::validate).
-    #[non_exhaustive]
-    Unreachable {
-        /// The flow's path (empty for the outermost flow).
-        node: String,
-        /// The names of the nodes that can never run, in the order they were added.
-        nodes: Vec<String>,
-        /// The name of the flow's start node.
-        start: String,
-    },
-    /// [`RunOptions::start_at`](crate::RunOptions::start_at) named a node the flow does not
-    /// have.
-    #[non_exhaustive]
-    UnknownNode {
-        /// The flow's path (empty for the outermost flow).
-        node: String,
-        /// The name asked for.
-        name: String,
-        /// The names the flow's nodes do have, in the order they were added.
-        known: Vec<String>,
-    },
     /// The [checkpoint hook](crate::RunOptions::checkpoint) returned an error, and the run
     /// stopped before the node it was saving for. The store holds every `post` so far; the
     /// hook's error is kept as [`source()`](std::error::Error::source).
@@ -244,22 +212,17 @@ pub enum FlowError {
 }
 
 impl FlowError {
-    /// The path of the node this error is about, if it is about one (empty for the outermost
-    /// flow; for [`FlowError::StepLimit`], the node it did not start; `None` for
-    /// [`FlowError::ForeignNode`]).
-    pub fn node(&self) -> Option<&str> {
+    /// The path of the node this error is about (empty for the outermost flow; for
+    /// [`FlowError::StepLimit`], the node it did not start; for
+    /// [`FlowError::Checkpoint`], the node that would have run next).
+    pub fn node(&self) -> &str {
         match self {
             FlowError::NodeFailed { node, .. }
             | FlowError::UnknownAction { node, .. }
-            | FlowError::DuplicateEdge { node, .. }
-            | FlowError::EmptyFlow { node }
             | FlowError::Param { node, .. }
             | FlowError::InvalidConfig { node, .. }
-            | FlowError::Unreachable { node, .. }
-            | FlowError::UnknownNode { node, .. }
             | FlowError::Checkpoint { node, .. }
-            | FlowError::StepLimit { next: node, .. } => Some(node),
-            FlowError::ForeignNode { .. } => None,
+            | FlowError::StepLimit { next: node, .. } => node,
         }
     }
 
@@ -290,7 +253,61 @@ impl fmt::Display for FlowError {
     /// The error's own message; with `{:#}`, followed by its chain of causes (see
     /// [`FlowError`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.message(f)?;
+        match self {
+            FlowError::NodeFailed { node, phase: Phase::Exec, attempts, .. } => {
+                let s = if *attempts == 1 { "" } else { "s" };
+                write!(f, "node `{node}` failed in exec after {attempts} attempt{s}")
+            }
+            FlowError::NodeFailed { node, phase, .. } => {
+                write!(f, "node `{node}` failed in {phase}")
+            }
+            FlowError::UnknownAction { node, action, expected } => {
+                let expected: Vec<String> = expected.iter().map(|a| format!("{a:?}")).collect();
+                write!(
+                    f,
+                    "node `{node}` returned action {action:?}, but its edges are for {}; add an \
+                     edge for it, or `Flow::end` if it should end the flow",
+                    expected.join(", ")
+                )
+            }
+            FlowError::Param { node, key, expected, found } => {
+                if !node.is_empty() {
+                    write!(f, "node `{node}`: ")?;
+                }
+                match found {
+                    None => write!(
+                        f,
+                        "param `{key}` is missing; set it in the params the run or a batch flow passes down"
+                    ),
+                    Some(found) => {
+                        write!(f, "param `{key}` should be {expected}, but it is {found}")
+                    }
+                }
+            }
+            FlowError::InvalidConfig { message, .. } => f.write_str(message),
+            FlowError::StepLimit { limit, last, next } => {
+                let s = if *limit == 1 { "" } else { "s" };
+                write!(f, "the run reached its limit of {limit} step{s} before starting `{next}`")?;
+                match last.is_empty() {
+                    true if *limit == 0 => write!(f, ", before any node ran")?,
+                    // Only flows still running around `next`, or earlier sub-runs and
+                    // branches, which are not listed: `next` says where the run was.
+                    true => {}
+                    false => {
+                        let last: Vec<String> = last.iter().map(|n| format!("`{n}`")).collect();
+                        write!(f, "; the last nodes run were {}", last.join(" -> "))?;
+                    }
+                }
+                write!(
+                    f,
+                    ". If that is a loop that should end, give it an exit; else raise the limit with `RunOptions::max_steps`"
+                )
+            }
+            FlowError::Checkpoint { node, .. } => write!(
+                f,
+                "the checkpoint before node `{node}` could not be saved, so the run stopped before it"
+            ),
+        }?;
         match f.alternate() {
             true => causes(f, std::error::Error::source(self)),
             false => Ok(()),
@@ -308,109 +325,6 @@ pub(crate) fn causes(
     while let Some(cause) = error {
         write!(f, ": {cause}")?;
         error = cause.source();
-    }
-    Ok(())
-}
-
-impl FlowError {
-    /// The message of `Display`, without the causes.
-    fn message(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FlowError::NodeFailed { node, phase: Phase::Exec, attempts, .. } => {
-                let s = if *attempts == 1 { "" } else { "s" };
-                write!(f, "node `{node}` failed in exec after {attempts} attempt{s}")
-            }
-            FlowError::NodeFailed { node, phase, .. } => {
-                write!(f, "node `{node}` failed in {phase}")
-            }
-            FlowError::UnknownAction { node, action, expected } => {
-                write!(f, "node `{node}` returned action {action:?}, but its edges are for ")?;
-                list(f, expected, ", ", |a| format!("{a:?}"))?;
-                write!(f, "; add an edge for it, or `Flow::end` if it should end the flow")
-            }
-            FlowError::DuplicateEdge { node, action } => write!(
-                f,
-                "node `{node}` already has an edge for action {action:?}; an action leads to one place, \
-                 so remove one of the two edges or give it another action"
-            ),
-            FlowError::ForeignNode { id } => write!(
-                f,
-                "{id:?} was returned by another flow's `add`; connect only ids this flow returned"
-            ),
-            FlowError::EmptyFlow { node } if node.is_empty() => {
-                write!(f, "the flow has no nodes; add one with `Flow::add` before running it")
-            }
-            FlowError::EmptyFlow { node } => {
-                write!(f, "flow `{node}` has no nodes; add one with `Flow::add` before running it")
-            }
-            FlowError::Param { node, key, expected, found } => {
-                if !node.is_empty() {
-                    write!(f, "node `{node}`: ")?;
-                }
-                match found {
-                    None => write!(
-                        f,
-                        "param `{key}` is missing; set it in the params the run or a batch flow passes down"
-                    ),
-                    Some(found) => {
-                        write!(f, "param `{key}` should be {expected}, but it is {found}")
-                    }
-                }
-            }
-            FlowError::InvalidConfig { node, message } => write!(f, "node `{node}`: {message}"),
-            FlowError::StepLimit { limit, last, next } => {
-                let s = if *limit == 1 { "" } else { "s" };
-                write!(f, "the run reached its limit of {limit} step{s} before starting `{next}`")?;
-                match last.is_empty() {
-                    true if *limit == 0 => write!(f, ", before any node ran")?,
-                    // Only flows still running around `next`, or earlier sub-runs and
-                    // branches, which are not listed: `next` says where the run was.
-                    true => {}
-                    false => {
-                        write!(f, "; the last nodes run were ")?;
-                        list(f, last, " -> ", |n| format!("`{n}`"))?;
-                    }
-                }
-                write!(
-                    f,
-                    ". If that is a loop that should end, give it an exit; else raise the limit with `RunOptions::max_steps`"
-                )
-            }
-            FlowError::Unreachable { node, nodes, start } => {
-                let (s, it) = if nodes.len() == 1 { ("", "it") } else { ("s", "them") };
-                let flow = if node.is_empty() { String::new() } else { format!("{node}/") };
-                write!(f, "node{s} ")?;
-                list(f, nodes, ", ", |n| format!("`{flow}{n}`"))?;
-                write!(
-                    f,
-                    " can never run: no edge leads to {it} from the start node `{flow}{start}`; \
-                     connect {it} with `Flow::edge` or `Flow::then`, or remove {it} (a node that \
-                     runs only when a run resumes there is declared with `Flow::entry`)"
-                )
-            }
-            FlowError::UnknownNode { node, name, known } => {
-                let flow =
-                    if node.is_empty() { "the flow".to_string() } else { format!("flow `{node}`") };
-                write!(f, "{flow} has no node named {name:?} to start at; its nodes are ")?;
-                list(f, known, ", ", |n| format!("{n:?}"))
-            }
-            FlowError::Checkpoint { node, .. } => write!(
-                f,
-                "the checkpoint before node `{node}` could not be saved, so the run stopped before it"
-            ),
-        }
-    }
-}
-
-/// Writes `items` as `show` shows each, separated by `sep`.
-fn list<T>(
-    f: &mut fmt::Formatter<'_>,
-    items: &[T],
-    sep: &str,
-    show: impl Fn(&T) -> String,
-) -> fmt::Result {
-    for (i, item) in items.iter().enumerate() {
-        write!(f, "{}{}", if i == 0 { "" } else { sep }, show(item))?;
     }
     Ok(())
 }

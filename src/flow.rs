@@ -1,20 +1,18 @@
 //! [`Flow`]: nodes connected by actions, run from a start node until a node ends it.
 
 use std::fmt;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::future::BoxFuture;
-
 use crate::observe::Ending;
-use crate::run::{self, IntoNode, NodePath, Outcome, RECENT, RunCx, Scope, Sealed, Shape, Step};
+use crate::run::{
+    self, IntoNode, NodePath, Outcome, RECENT, RunCx, Scope, Sealed, Shape, Step, Visit,
+};
 use crate::run::{Store, marker};
 use crate::{Action, FlowError, MAX_DEPTH, Observer, Params, Result};
 
 /// The key of a node in a flow, returned by [`Flow::add`] and given back to connect it.
 ///
-/// A `NodeId` belongs to the flow that returned it; giving it to another flow is an error
-/// ([`FlowError::ForeignNode`]).
+/// A `NodeId` belongs to the flow that returned it; giving it to another flow panics.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NodeId {
     flow: u64,
@@ -27,17 +25,11 @@ impl fmt::Debug for NodeId {
     }
 }
 
-/// Where an edge leads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Target {
-    Node(usize),
-    End,
-}
-
 pub(crate) struct Slot<S> {
     pub(crate) name: String,
     pub(crate) step: Box<dyn Step<S>>,
-    pub(crate) edges: Vec<(Action, Target)>,
+    /// The actions with where each leads: a node's index, or `None` for an end edge.
+    pub(crate) edges: Vec<(Action, Option<usize>)>,
 }
 
 /// A graph of nodes connected by actions: the unit you build once and run many times.
@@ -77,9 +69,9 @@ pub(crate) struct Slot<S> {
 ///     s.n -= 1;
 ///     Ok(Action::DEFAULT)
 /// }));
-/// flow.edge(check, "more", down)?;
-/// flow.then(down, check)?;
-/// flow.end(check, "zero")?;
+/// flow.edge(check, "more", down);
+/// flow.then(down, check);
+/// flow.end(check, "zero");
 ///
 /// let mut store = Count { n: 2, ..Count::default() };
 /// let last = smol::block_on(flow.run(&mut store))?;
@@ -93,17 +85,15 @@ pub struct Flow<S> {
     pub(crate) start: usize,
     /// The nodes declared with [`entry`](Flow::entry): reachable, as the start is.
     entries: Vec<usize>,
-    /// The indices of the nodes no edge reaches from the start: worked out on the first run
-    /// (or [`validate`](Flow::validate)), forgotten by every change to the flow.
-    unreachable: OnceLock<Vec<usize>>,
 }
 
 impl<S> Flow<S> {
-    /// An empty flow. Running it before a node is added fails with [`FlowError::EmptyFlow`].
+    /// An empty flow. Running it before a node is added fails with
+    /// [`FlowError::InvalidConfig`].
     pub fn new() -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        Flow { id, slots: Vec::new(), start: 0, entries: Vec::new(), unreachable: OnceLock::new() }
+        Flow { id, slots: Vec::new(), start: 0, entries: Vec::new() }
     }
 
     /// Adds a node and returns its key. The first node added is where runs start.
@@ -123,33 +113,29 @@ impl<S> Flow<S> {
         N: IntoNode<S, M>,
     {
         let name = check_name(name.into(), self.slots.iter().map(|s| &*s.name), "this flow");
-        self.unreachable.take();
         self.slots.push(Slot { name, step: node.into_step(), edges: Vec::new() });
         NodeId { flow: self.id, index: self.slots.len() - 1 }
     }
 
     /// Connects `from` to `to` for `action`: when `from`'s `post` returns `action`, the run
-    /// goes on at `to`. `to` may be `from` itself, or an earlier node (a loop).
+    /// goes on at `to`. `to` may be `from` itself, or an earlier node (a loop). Returns the flow,
+    /// so that edges can be chained: `flow.then(a, b).then(b, c)`.
     ///
-    /// # Errors
-    /// [`FlowError::DuplicateEdge`] if `from` already has an edge (or end edge) for `action`;
-    /// [`FlowError::ForeignNode`] if either id was returned by another flow.
-    pub fn edge(
-        &mut self,
-        from: NodeId,
-        action: impl Into<Action>,
-        to: NodeId,
-    ) -> Result<(), FlowError> {
-        let to = self.index(to)?;
-        self.add_edge(from, action.into(), Target::Node(to))
+    /// # Panics
+    /// If `from` already has an edge (or end edge) for `action` — an action leads to one place —
+    /// or if either id was returned by another flow. Both are mistakes in the code that builds
+    /// the flow, like an index out of bounds, so they panic as `add` does for a bad name.
+    pub fn edge(&mut self, from: NodeId, action: impl Into<Action>, to: NodeId) -> &mut Self {
+        let to = self.index(to);
+        self.add_edge(from, action.into(), Some(to))
     }
 
     /// Connects `from` to `to` for [`Action::DEFAULT`]: `flow.then(a, b)` is
     /// `flow.edge(a, "default", b)`.
     ///
-    /// # Errors
-    /// As for [`edge`](Flow::edge).
-    pub fn then(&mut self, from: NodeId, to: NodeId) -> Result<(), FlowError> {
+    /// # Panics
+    /// As [`edge`](Flow::edge).
+    pub fn then(&mut self, from: NodeId, to: NodeId) -> &mut Self {
         self.edge(from, Action::DEFAULT, to)
     }
 
@@ -159,27 +145,26 @@ impl<S> Flow<S> {
     /// it returns. With edges, every action the node may return needs an edge or an end edge,
     /// or the run fails with [`FlowError::UnknownAction`].
     ///
-    /// # Errors
-    /// As for [`edge`](Flow::edge).
-    pub fn end(&mut self, from: NodeId, action: impl Into<Action>) -> Result<(), FlowError> {
-        self.add_edge(from, action.into(), Target::End)
+    /// # Panics
+    /// As [`edge`](Flow::edge).
+    pub fn end(&mut self, from: NodeId, action: impl Into<Action>) -> &mut Self {
+        self.add_edge(from, action.into(), None)
     }
 
     /// Makes `node` the one runs start at (by default, the first node added).
     ///
-    /// # Errors
-    /// [`FlowError::ForeignNode`] if `node` was returned by another flow.
-    pub fn set_start(&mut self, node: NodeId) -> Result<(), FlowError> {
-        self.start = self.index(node)?;
-        self.unreachable.take();
-        Ok(())
+    /// # Panics
+    /// If `node` was returned by another flow.
+    pub fn set_start(&mut self, node: NodeId) -> &mut Self {
+        self.start = self.index(node);
+        self
     }
 
     /// Declares `node` an entry point: a node where runs may be started with
     /// [`RunOptions::start_at`] — to resume there, or to take a person's answer — although no
     /// edge leads to it. [`validate`](Flow::validate) and every run count it as reachable, like
     /// the start node, and the nodes its edges lead to with it; without the declaration, such
-    /// a node is a [`FlowError::Unreachable`] mistake. (Any node can be started at; only the
+    /// a node is an unreachable node, which fails validation. (Any node can be started at; only the
     /// ones no edge reaches need this.)
     ///
     /// Runs start only at nodes of the outermost flow, so a flow with entry points cannot be
@@ -198,8 +183,8 @@ impl<S> Flow<S> {
     ///     log.push("send");
     ///     Ok(Action::DEFAULT)
     /// }));
-    /// flow.end(draft, "ask_human")?;
-    /// flow.entry(approved)?; // reached only by resuming there
+    /// flow.end(draft, "ask_human");
+    /// flow.entry(approved); // reached only by resuming there
     ///
     /// let mut log = Vec::new();
     /// smol::block_on(flow.run(&mut log))?;
@@ -208,20 +193,19 @@ impl<S> Flow<S> {
     /// # Ok::<(), miniflow::Error>(())
     /// ```
     ///
-    /// # Errors
-    /// [`FlowError::ForeignNode`] if `node` was returned by another flow.
-    pub fn entry(&mut self, node: NodeId) -> Result<(), FlowError> {
-        self.entries.push(self.index(node)?);
-        self.unreachable.take();
-        Ok(())
+    /// # Panics
+    /// If `node` was returned by another flow.
+    pub fn entry(&mut self, node: NodeId) -> &mut Self {
+        self.entries.push(self.index(node));
+        self
     }
 
     /// The name a node was added with.
     ///
-    /// # Errors
-    /// [`FlowError::ForeignNode`] if `node` was returned by another flow.
-    pub fn name(&self, node: NodeId) -> Result<&str, FlowError> {
-        Ok(&self.slots[self.index(node)?].name)
+    /// # Panics
+    /// If `node` was returned by another flow.
+    pub fn name(&self, node: NodeId) -> &str {
+        &self.slots[self.index(node)].name
     }
 
     /// How many nodes this flow has (a nested flow counts as one).
@@ -234,34 +218,37 @@ impl<S> Flow<S> {
         self.slots.is_empty()
     }
 
-    fn index(&self, node: NodeId) -> Result<usize, FlowError> {
-        match node.flow == self.id {
-            true => Ok(node.index),
-            false => Err(FlowError::ForeignNode { id: node }),
-        }
+    fn index(&self, node: NodeId) -> usize {
+        assert!(
+            node.flow == self.id,
+            "{node:?} was returned by another flow's `add`; connect only ids this flow returned"
+        );
+        node.index
     }
 
-    fn add_edge(&mut self, from: NodeId, action: Action, to: Target) -> Result<(), FlowError> {
-        let from = self.index(from)?;
+    fn add_edge(&mut self, from: NodeId, action: Action, to: Option<usize>) -> &mut Self {
+        let from = self.index(from);
         let slot = &mut self.slots[from];
-        if slot.edges.iter().any(|(a, _)| *a == action) {
-            return Err(FlowError::DuplicateEdge { node: slot.name.clone(), action });
-        }
+        assert!(
+            slot.edges.iter().all(|(a, _)| *a != action),
+            "node `{}` already has an edge for action {action:?}; an action leads to one place, \
+             so remove one of the two edges or give it another action",
+            slot.name
+        );
         slot.edges.push((action, to));
-        self.unreachable.take();
-        Ok(())
+        self
     }
 
     /// Checks the flow and every flow nested in it for the mistakes a run would report before
-    /// running anything: no nodes ([`FlowError::EmptyFlow`]), nodes that can never run
-    /// because no edge leads to them from the start ([`FlowError::Unreachable`]), and flows
-    /// nested deeper than [`MAX_DEPTH`] ([`FlowError::InvalidConfig`]).
+    /// running anything: no nodes, nodes that can never run because no edge leads to them from
+    /// the start, flows nested deeper than [`MAX_DEPTH`], and entry points in a nested flow;
+    /// each is a [`FlowError::InvalidConfig`] that names the flow and says how to fix it.
     ///
-    /// Every run does this check before running anything (each flow's own part of it only
-    /// once, then remembered), so calling it is optional: it moves the error to where the
-    /// flow is built, or into a unit test of it. The other
-    /// mistakes are caught even earlier: an edge to a node of another flow, or a second edge
-    /// for the same action, is an `Err` from [`edge`](Flow::edge) itself.
+    /// Every run does this check before running anything (once per run, for the whole tree of
+    /// flows), so calling it is optional: it moves the error to where the
+    /// flow is built, or into a unit test of it. The other mistakes are caught even earlier:
+    /// an edge to a node of another flow, or a second edge for the same action, panics in
+    /// [`edge`](Flow::edge) itself.
     ///
     /// ```
     /// use miniflow::{Action, Flow, FlowError, node_fn};
@@ -271,7 +258,7 @@ impl<S> Flow<S> {
     /// let _review = flow.add("review", node_fn(|_, _| Ok(Action::DEFAULT)));
     /// // Forgot `flow.then(draft, review)`:
     /// let err = flow.validate().unwrap_err();
-    /// assert!(matches!(&err, FlowError::Unreachable { nodes, .. } if nodes == &["review"]));
+    /// assert!(matches!(&err, FlowError::InvalidConfig { node, .. } if node.is_empty()));
     /// assert_eq!(
     ///     err.to_string(),
     ///     "node `review` can never run: no edge leads to it from the start node `draft`; \
@@ -290,70 +277,64 @@ impl<S> Flow<S> {
     /// Checks this flow, at nesting level `depth`, and the flows in it.
     fn validate_in(&self, path: &NodePath<'_>, depth: usize) -> Outcome<()> {
         fn nested<S>(shape: Shape<'_, S>, path: &NodePath<'_>, depth: usize) -> Outcome<()> {
-            let inner = match shape {
-                Shape::Node | Shape::BatchNode => return Ok(()),
-                _ if depth == MAX_DEPTH => return Err(too_deep(path)),
-                Shape::Flow(flow) | Shape::BatchFlow(flow, _) if !flow.entries.is_empty() => {
-                    return Err(Box::new(run::invalid(path, NESTED_ENTRY.into())));
+            match shape {
+                Shape::Node | Shape::BatchNode => Ok(()),
+                _ if depth == MAX_DEPTH => Err(too_deep(path)),
+                Shape::Flow(flow, _) if !flow.entries.is_empty() => {
+                    Err(run::invalid(path, format!("node `{path}`: {NESTED_ENTRY}")))
                 }
-                Shape::Flow(flow) | Shape::BatchFlow(flow, _) => flow,
-                Shape::Parallel(branches) => {
-                    return branches.iter().try_for_each(|(name, step)| {
-                        nested(step.shape(), &path.child(name), depth + 1)
-                    });
-                }
-            };
-            inner.validate_in(path, depth + 1)
+                Shape::Flow(flow, _) => flow.validate_in(path, depth + 1),
+                Shape::Parallel(branches) => branches.iter().try_for_each(|(name, step)| {
+                    nested(step.shape(), &path.child(name), depth + 1)
+                }),
+            }
         }
-        self.check(path)?;
+        let flow = if path.is_root() { String::new() } else { format!("{path}/") };
+        if self.slots.is_empty() {
+            let message = match path.is_root() {
+                true => "the flow has no nodes".to_string(),
+                false => format!("flow `{path}` has no nodes"),
+            };
+            let message = message + "; add one with `Flow::add` before running it";
+            return Err(run::invalid(path, message));
+        }
+        let mut seen = vec![false; self.slots.len()];
+        let mut todo: Vec<usize> = self.entries.iter().copied().chain([self.start]).collect();
+        while let Some(i) = todo.pop() {
+            if !std::mem::replace(&mut seen[i], true) {
+                todo.extend(self.slots[i].edges.iter().filter_map(|(_, to)| *to));
+            }
+        }
+        let unreachable: Vec<String> = (self.slots.iter().zip(seen))
+            .filter(|(_, seen)| !seen)
+            .map(|(slot, _)| format!("`{flow}{}`", slot.name))
+            .collect();
+        if !unreachable.is_empty() {
+            let (s, it) = if unreachable.len() == 1 { ("", "it") } else { ("s", "them") };
+            let start = &self.slots[self.start].name;
+            let message = format!(
+                "node{s} {} can never run: no edge leads to {it} from the start node \
+                 `{flow}{start}`; connect {it} with `Flow::edge` or `Flow::then`, or remove {it} \
+                 (a node that runs only when a run resumes there is declared with `Flow::entry`)",
+                unreachable.join(", ")
+            );
+            return Err(run::invalid(path, message));
+        }
         let mut slots = self.slots.iter();
         slots.try_for_each(|slot| nested(slot.step.shape(), &path.child(&slot.name), depth))
     }
 
-    /// This flow's own check, done once and remembered.
-    fn check(&self, path: &NodePath<'_>) -> Outcome<()> {
-        if self.slots.is_empty() {
-            return Err(FlowError::EmptyFlow { node: path.to_string() }.into());
-        }
-        let unreachable = self.unreachable.get_or_init(|| {
-            let mut seen = vec![false; self.slots.len()];
-            let mut todo = Vec::new();
-            for &root in std::iter::once(&self.start).chain(&self.entries) {
-                if !std::mem::replace(&mut seen[root], true) {
-                    todo.push(root);
-                }
-            }
-            while let Some(i) = todo.pop() {
-                for (_, target) in &self.slots[i].edges {
-                    if let Target::Node(next) = *target {
-                        if !std::mem::replace(&mut seen[next], true) {
-                            todo.push(next);
-                        }
-                    }
-                }
-            }
-            (0..seen.len()).filter(|&i| !seen[i]).collect()
-        });
-        match unreachable.is_empty() {
-            true => Ok(()),
-            false => Err(Box::new(FlowError::Unreachable {
-                node: path.to_string(),
-                nodes: unreachable.iter().map(|&i| self.slots[i].name.clone()).collect(),
-                start: self.slots[self.start].name.clone(),
-            })),
-        }
-    }
-
     /// The index of the node called `name`, for [`RunOptions::start_at`].
-    fn find(&self, name: &str, path: &NodePath<'_>) -> Outcome<usize> {
-        match self.slots.iter().position(|slot| slot.name == name) {
-            Some(i) => Ok(i),
-            None => Err(Box::new(FlowError::UnknownNode {
-                node: path.to_string(),
-                name: name.to_string(),
-                known: self.slots.iter().map(|slot| slot.name.clone()).collect(),
-            })),
+    fn find(&self, name: &str) -> Outcome<usize> {
+        if let Some(i) = self.slots.iter().position(|slot| slot.name == name) {
+            return Ok(i);
         }
+        let names: Vec<String> = self.slots.iter().map(|slot| format!("{:?}", slot.name)).collect();
+        let message = format!(
+            "the flow has no node named {name:?} to start at; its nodes are {}",
+            names.join(", ")
+        );
+        Err(run::invalid(&NodePath::ROOT, message))
     }
 
     /// Adds this flow's most recent node runs (up to [`RECENT`] in all) in front of the ones
@@ -392,7 +373,7 @@ fn too_deep(path: &NodePath<'_>) -> Box<FlowError> {
          chaining flows instead of nesting each in the one before",
         MAX_DEPTH + 1
     );
-    Box::new(run::invalid(path, message))
+    run::invalid(path, format!("node `{path}`: {message}"))
 }
 
 /// Checks a node name for [`Flow::add`] and [`Parallel::branch`](crate::Parallel::branch).
@@ -459,30 +440,29 @@ impl<S: Send> Flow<S> {
         let run = RunCx::new(observer, max_steps);
         let scope = Scope { params: &params, path: &NodePath::ROOT, run: &run };
         let ending = Ending::start(observer);
-        let checkpoint = checkpoint.as_deref_mut().map(|save| save as &mut Save<'_, S>);
-        let top = Top { start, checkpoint };
-        let result = self.run_in(Store::Own(store), &scope, Some(top)).await.map_err(|e| *e);
+        let save = checkpoint.as_deref_mut().map(|save| save as &mut Save<'_, S>);
+        let result = async {
+            // The whole tree first, so that a mistake deep inside fails before any node runs.
+            self.validate_in(scope.path, 1)?;
+            self.run_in(Store::Own(store), &scope, start, save).await
+        };
+        let result = result.await.map_err(|e| *e);
         ending.finish(&result);
         result
     }
 
-    /// The run loop: visit a node, follow its action, repeat. `top` is set for the outermost
-    /// flow of a run only.
+    /// The run loop: visit a node, follow its action, repeat. `start` (the start node by
+    /// default) and `save` are given for the outermost flow of a run only.
     pub(crate) async fn run_in(
         &self,
         mut store: Store<'_, S>,
         scope: &Scope<'_>,
-        top: Option<Top<'_, S>>,
+        start: Option<&str>,
+        mut save: Option<&mut Save<'_, S>>,
     ) -> Outcome<Action> {
-        // The outermost flow checks the whole tree, so that a mistake deep inside fails the
-        // run before any node has run; each flow's own check is done once and remembered.
-        match top {
-            Some(_) => self.validate_in(scope.path, 1)?,
-            None => self.check(scope.path)?,
-        }
-        let (start, mut save) = top.map_or((None, None), |top| (top.start, top.checkpoint));
+        // The run checked the whole tree before it started: see `run_with`.
         let mut current = match start {
-            Some(name) => self.find(name, scope.path)?,
+            Some(name) => self.find(name)?,
             None => self.start,
         };
         // The last node runs, for the step limit's error: a ring of indices costs no allocation.
@@ -517,8 +497,8 @@ impl<S: Send> Flow<S> {
                 runs += 1;
             }
             current = match slot.edges.iter().find(|(a, _)| *a == action) {
-                Some((_, Target::Node(next))) => *next,
-                Some((_, Target::End)) => return Ok(action),
+                Some((_, Some(next))) => *next,
+                Some((_, None)) => return Ok(action),
                 None if slot.edges.is_empty() => return Ok(action),
                 None => {
                     let expected = slot.edges.iter().map(|(a, _)| a.clone()).collect();
@@ -539,23 +519,13 @@ impl<S: Send> Flow<S> {
 /// A checkpoint hook: see [`RunOptions::checkpoint`].
 type Save<'a, S> = dyn FnMut(&S, &str) -> Result<()> + Send + 'a;
 
-/// What only the outermost flow of a run uses: where to start, and the checkpoint hook.
-pub(crate) struct Top<'a, S> {
-    start: Option<&'a str>,
-    checkpoint: Option<&'a mut Save<'a, S>>,
-}
-
 impl<S: Send> Step<S> for Flow<S> {
-    fn run<'a>(
-        &'a self,
-        store: Store<'a, S>,
-        scope: &'a Scope<'a>,
-    ) -> BoxFuture<'a, Outcome<(Action, usize)>> {
-        run::boxed(move || async move { Ok((self.run_in(store, scope, None).await?, 0)) })
+    fn run<'a>(&'a self, store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
+        run::boxed(move || async move { Ok((self.run_in(store, scope, None, None).await?, 0)) })
     }
 
     fn shape(&self) -> Shape<'_, S> {
-        Shape::Flow(self)
+        Shape::Flow(self, None)
     }
 }
 
@@ -564,22 +534,25 @@ impl<S: Send> Step<S> for Flow<S> {
 /// like [`Flow::run`].
 ///
 /// ```
-/// use miniflow::{Action, Flow, Params, RunOptions, Trace, node_fn};
+/// use std::sync::Mutex;
+/// use miniflow::{Action, Event, Flow, Params, RunOptions, node_fn};
 ///
 /// let mut flow = Flow::new();
 /// flow.add("add", node_fn(|n: &mut i64, p| { *n += p.int("step")?; Ok(Action::DEFAULT) }));
 ///
-/// let trace = Trace::new();
+/// let events = Mutex::new(Vec::new());
+/// let record = |event: &Event<'_>| events.lock().unwrap().push(event.to_string());
 /// let options = RunOptions::new()
 ///     .params(Params::new().with("step", 5))
-///     .observer(&trace)
+///     .observer(&record)
 ///     .max_steps(100);
 /// let mut n = 1;
 /// smol::block_on(flow.run_with(&mut n, options))?;
 /// assert_eq!(n, 6);
-/// assert_eq!(trace.rows()[0].node, "add");
+/// assert_eq!(events.lock().unwrap()[1], "`add` started");
 /// # Ok::<(), miniflow::Error>(())
 /// ```
+#[must_use = "`RunOptions` methods return the options with the setting changed"]
 pub struct RunOptions<'o, S> {
     params: Params,
     observer: Option<&'o dyn Observer>,
@@ -601,14 +574,12 @@ impl<'o, S> RunOptions<'o, S> {
     }
 
     /// The params every node of the run sees (and nested flows pass on).
-    #[must_use = "`RunOptions` methods return the options with the setting changed"]
     pub fn params(mut self, params: Params) -> Self {
         self.params = params;
         self
     }
 
     /// Reports everything the run does to `observer`: see [`Observer`] and [`Event`](crate::Event).
-    #[must_use = "`RunOptions` methods return the options with the setting changed"]
     pub fn observer(mut self, observer: &'o dyn Observer) -> Self {
         self.observer = Some(observer);
         self
@@ -631,8 +602,8 @@ impl<'o, S> RunOptions<'o, S> {
     /// let mut flow = Flow::<()>::new();
     /// let think = flow.add("think", node_fn(|_, _| Ok(Action::DEFAULT)));
     /// let act = flow.add("act", node_fn(|_, _| Ok(Action::DEFAULT)));
-    /// flow.then(think, act)?;
-    /// flow.then(act, think)?; // never ends
+    /// flow.then(think, act);
+    /// flow.then(act, think); // never ends
     ///
     /// let err = smol::block_on(flow.run_with(&mut (), RunOptions::new().max_steps(5)))
     ///     .unwrap_err();
@@ -640,7 +611,6 @@ impl<'o, S> RunOptions<'o, S> {
     ///     if last == &["think", "act", "think", "act", "think"]));
     /// # Ok::<(), miniflow::Error>(())
     /// ```
-    #[must_use = "`RunOptions` methods return the options with the setting changed"]
     pub fn max_steps(mut self, limit: usize) -> Self {
         self.max_steps = limit;
         self
@@ -654,7 +624,6 @@ impl<'o, S> RunOptions<'o, S> {
     /// node that runs are only ever started at (no edge leads to it) must be declared with
     /// [`Flow::entry`], or the flow fails validation as [`FlowError::Unreachable`].
     /// See the [crate docs](crate#resume) for durable runs and human-in-the-loop.
-    #[must_use = "`RunOptions` methods return the options with the setting changed"]
     pub fn start_at(mut self, node: &'o str) -> Self {
         self.start = Some(node);
         self
@@ -672,7 +641,6 @@ impl<'o, S> RunOptions<'o, S> {
     ///
     /// The last checkpoint of a run that then ends names a node that already ran: discard it
     /// when the run returns `Ok`, or a later resume would run that node again.
-    #[must_use = "`RunOptions` methods return the options with the setting changed"]
     pub fn checkpoint(mut self, save: impl FnMut(&S, &str) -> Result<()> + Send + 'o) -> Self {
         self.checkpoint = Some(Box::new(save));
         self

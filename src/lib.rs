@@ -39,9 +39,9 @@
 //! let check = flow.add("check", node_fn(|chat: &mut Chat, _| {
 //!     Ok(if chat.answer.is_empty() { "again" } else { "done" }.into())
 //! }));
-//! flow.then(answer, check)?;
-//! flow.edge(check, "again", answer)?;
-//! flow.end(check, "done")?;
+//! flow.then(answer, check);
+//! flow.edge(check, "again", answer);
+//! flow.end(check, "done");
 //!
 //! let mut chat = Chat { question: "miniflow".into(), ..Chat::default() };
 //! smol::block_on(flow.run(&mut chat))?; // or tokio, or futures::executor::block_on
@@ -127,10 +127,11 @@
 //! each retry with its error, fallbacks, and what a node's `exec` reports with
 //! [`Ctx::emit`] — the tokens of a streamed model answer, say. The observer belongs to the
 //! run, not the flow, so each request of a server can have its own. A closure is an
-//! observer, and [`Trace`] is a ready-made one that times every node and prints a table:
+//! observer; `examples/support/trace.rs` is a ready-made one to copy, which times every node
+//! and prints a table (node, runs, attempts, start, end, busy, mean, max):
 //!
 //! ```
-//! use miniflow::{Action, Event, Flow, RunOptions, Trace, node_fn};
+//! use miniflow::{Action, Event, Flow, RunOptions, node_fn};
 //!
 //! let mut flow = Flow::new();
 //! flow.add("greet", node_fn(|log: &mut Vec<String>, _| {
@@ -140,11 +141,6 @@
 //!
 //! let print = |event: &Event<'_>| eprintln!("{event}"); // one line per event
 //! smol::block_on(flow.run_with(&mut Vec::new(), RunOptions::new().observer(&print)))?;
-//!
-//! let trace = Trace::new();
-//! smol::block_on(flow.run_with(&mut Vec::new(), RunOptions::new().observer(&trace)))?;
-//! assert_eq!(trace.rows()[0].runs, 1);
-//! println!("{trace}"); // node, runs, attempts, start, end, busy, mean, max
 //! # Ok::<(), miniflow::Error>(())
 //! ```
 //!
@@ -157,13 +153,13 @@
 //! into a [`FlowError::StepLimit`] that lists the last nodes run — where it looped. Per node,
 //! [`Node::timeout`] limits each attempt of `exec`; a timeout is a failed attempt like any
 //! other (retried, then handed to `exec_fallback` as a [`TimedOut`] error). And
-//! [`Node::wait`] says how long to pause between attempts: not at all, a fixed time, or an
-//! exponential backoff with a cap for rate-limited services ([`Wait`] says which to use
-//! when).
+//! [`Node::wait`] decides, per error, whether to retry and after how long: at once, after a
+//! fixed pause, after a capped exponential [`Backoff`] with jitter, after the pause a rate
+//! limit's error asks for — or not at all, for an error that will not go away.
 //!
 //! ```
 //! use std::time::Duration;
-//! use miniflow::{Action, Ctx, Node, Params, Result, Wait};
+//! use miniflow::{Action, Backoff, Ctx, Error, Node, Params, Result};
 //!
 //! struct AskModel;
 //!
@@ -183,9 +179,10 @@
 //!     fn max_retries(&self) -> usize {
 //!         4 // one try and three retries...
 //!     }
-//!     fn wait(&self) -> Wait {
-//!         // ...after 0.5 s, 1 s, 2 s: backing off from a busy server
-//!         Wait::exponential(Duration::from_millis(500), Duration::from_secs(8))
+//!     fn wait(&self, _error: &Error, cx: Ctx<'_>) -> Option<Duration> {
+//!         // ...after about 0.5 s, 1 s, 2 s: backing off from a busy server, with jitter
+//!         let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
+//!         Some(backoff.jitter(0.5).delay(cx.attempt()))
 //!     }
 //!     fn timeout(&self) -> Option<Duration> {
 //!         Some(Duration::from_secs(60)) // each try gets a minute
@@ -231,10 +228,10 @@
 //!     p.published = true;
 //!     Ok(Action::DEFAULT)
 //! }));
-//! flow.then(draft, review)?;
-//! flow.end(review, "ask_human")?;
-//! flow.edge(review, "approved", publish)?;
-//! flow.edge(review, "rejected", draft)?;
+//! flow.then(draft, review);
+//! flow.end(review, "ask_human");
+//! flow.edge(review, "approved", publish);
+//! flow.edge(review, "rejected", draft);
 //!
 //! let mut post = Post::default();
 //! assert_eq!(smol::block_on(flow.run(&mut post))?, "ask_human");
@@ -462,25 +459,25 @@
 mod action;
 mod batch;
 mod error;
+mod fan;
 mod flow;
 mod mermaid;
 mod node;
 mod observe;
-mod parallel;
 mod params;
 mod run;
 mod wait;
 
 pub use action::Action;
-pub use batch::{BatchAsyncFlow, BatchFlow, BatchNode};
+pub use batch::BatchNode;
 pub use error::{Error, FlowError, Phase, Result};
+pub use fan::{BatchAsyncFlow, BatchFlow, Parallel};
 pub use flow::{Flow, NodeId, RunOptions};
 pub use node::{Ctx, Node, NodeFn, node_fn};
-pub use observe::{Event, Observer, Trace, TraceRow};
-pub use parallel::Parallel;
+pub use observe::{Event, Observer};
 pub use params::{Params, Value};
 pub use run::{IntoNode, MAX_ATTEMPTS, MAX_DEPTH, NodePath};
-pub use wait::{TimedOut, Wait};
+pub use wait::{Backoff, TimedOut};
 
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]

@@ -2,7 +2,6 @@
 
 use std::fmt::Write;
 
-use crate::flow::Target;
 use crate::run::Shape;
 use crate::{Flow, MAX_DEPTH};
 
@@ -56,9 +55,9 @@ impl<S> Flow<S> {
     /// let mut flow = Flow::<()>::new();
     /// let decide = flow.add("decide", node_fn(|_, _| Ok("answer".into())));
     /// let search = flow.add("search", node_fn(|_, _| Ok(Action::DEFAULT)));
-    /// flow.edge(decide, "search", search)?;
-    /// flow.then(search, decide)?;
-    /// flow.end(decide, "answer")?;
+    /// flow.edge(decide, "search", search);
+    /// flow.then(search, decide);
+    /// flow.end(decide, "answer");
     ///
     /// assert_eq!(flow.to_mermaid(), r#"flowchart TD
     ///     n_start(("start")) --> n_0
@@ -92,8 +91,8 @@ impl<S> Flow<S> {
                     false => format!("|\"{}\"|", escape(action.as_str())),
                 };
                 let _ = match target {
-                    Target::Node(j) => writeln!(out, "{pad}{id}{i} -->{label} {id}{j}"),
-                    Target::End => writeln!(out, "{pad}{id}{i} -->{label} {id}end(((\"end\")))"),
+                    Some(j) => writeln!(out, "{pad}{id}{i} -->{label} {id}{j}"),
+                    None => writeln!(out, "{pad}{id}{i} -->{label} {id}end(((\"end\")))"),
                 };
             }
         }
@@ -105,18 +104,14 @@ fn node<S>(out: &mut String, id: &str, name: &str, shape: Shape<'_, S>, depth: u
     let (pad, name) = ("    ".repeat(depth), escape(name));
     let _ = match shape {
         // A run refuses this too; drawing it would only risk the stack.
-        Shape::Flow(_) | Shape::BatchFlow(..) | Shape::Parallel(_) if depth >= MAX_DEPTH => {
+        Shape::Flow(..) | Shape::Parallel(_) if depth >= MAX_DEPTH => {
             writeln!(out, "{pad}{id}[\"{name} (nested deeper than {MAX_DEPTH}: not drawn)\"]")
         }
         Shape::Node => writeln!(out, "{pad}{id}[\"{name}\"]"),
         Shape::BatchNode => writeln!(out, "{pad}{id}[[\"{name} (BatchNode)\"]]"),
-        Shape::Flow(flow) => {
-            let _ = writeln!(out, "{pad}subgraph {id}[\"{name}\"]");
-            flow.mermaid(out, &format!("{id}_"), depth + 1);
-            writeln!(out, "{pad}end")
-        }
-        Shape::BatchFlow(flow, kind) => {
-            let _ = writeln!(out, "{pad}subgraph {id}[\"{name} ({kind})\"]");
+        Shape::Flow(flow, kind) => {
+            let kind = kind.map(|kind| format!(" ({kind})")).unwrap_or_default();
+            let _ = writeln!(out, "{pad}subgraph {id}[\"{name}{kind}\"]");
             flow.mermaid(out, &format!("{id}_"), depth + 1);
             writeln!(out, "{pad}end")
         }

@@ -4,10 +4,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-
-use crate::run::{self, NodePath, Outcome, RunCx, Scope, Sealed, Step, Store, marker};
-use crate::{Action, Error, Event, Params, Phase, Result, Wait};
+use crate::run::{self, NodePath, RunCx, Scope, Sealed, Step, Store, Visit, marker};
+use crate::{Action, Error, Event, Params, Phase, Result};
 
 /// One step of a flow, in three phases: `prep` reads the store, `exec` does the slow or flaky
 /// work, `post` writes the results and picks the next edge.
@@ -167,10 +165,67 @@ pub trait Node<S>: Send + Sync {
         1
     }
 
-    /// The pause between a failed attempt and the next one: none by default, a fixed pause, or
-    /// an exponential backoff with a cap ([`Wait`] says when to use which).
-    fn wait(&self) -> Wait {
-        Wait::NONE
+    /// Decides, after attempt number `cx.attempt()` failed with `error`, whether to try again
+    /// and after how long: `Some(pause)` retries after `pause` (`Duration::ZERO`: at once),
+    /// `None` gives up, and [`exec_fallback`](Node::exec_fallback) gets the error. Asked only
+    /// while attempts are left: [`max_retries`](Node::max_retries) stays the upper bound.
+    ///
+    /// The default retries at once (PocketFlow's `wait` of 0). The usual decisions are one
+    /// line each:
+    ///
+    /// - a fixed pause (PocketFlow's `wait`): `Some(Duration::from_secs(1))`;
+    /// - a capped exponential backoff, with jitter so that items failing together retry
+    ///   apart: `Some(Backoff::new(ms(100), secs(10)).jitter(0.5).delay(cx.attempt()))`
+    ///   (see [`Backoff`]);
+    /// - no retry for an error that will not go away (a `401`), and a server's own pause for
+    ///   a rate limit (its `Retry-After`), found by downcasting `error` to your error type:
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use miniflow::{Action, Backoff, Ctx, Error, Node, Params, Result};
+    /// #[derive(Debug)]
+    /// enum ApiError {
+    ///     Unauthorized,
+    ///     RateLimited { retry_after: Duration },
+    /// }
+    /// # impl std::fmt::Display for ApiError {
+    /// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{self:?}") }
+    /// # }
+    /// impl std::error::Error for ApiError {}
+    ///
+    /// struct Ask;
+    /// impl Node<String> for Ask {
+    ///     # type Prep = (); type Output = String;
+    ///     # fn prep(&self, _: &String, _: &Params) -> Result<()> { Ok(()) }
+    ///     # async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<String> { Ok(String::new()) }
+    ///     # fn post(&self, _: &mut String, _: (), _: String) -> Result<Action> { Ok(Action::DEFAULT) }
+    ///     // …prep, exec and post as usual, then: up to five tries, each cut off after 30 s.
+    ///     fn max_retries(&self) -> usize {
+    ///         5
+    ///     }
+    ///     fn timeout(&self) -> Option<Duration> {
+    ///         Some(Duration::from_secs(30))
+    ///     }
+    ///     fn wait(&self, error: &Error, cx: Ctx<'_>) -> Option<Duration> {
+    ///         match error.downcast_ref::<ApiError>() {
+    ///             Some(ApiError::Unauthorized) => None, // retrying will not help
+    ///             Some(ApiError::RateLimited { retry_after }) => Some(*retry_after),
+    ///             // anything else, a timeout included: back off 1 s, 2 s, 4 s… give or take
+    ///             None => {
+    ///                 let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    ///                 Some(backoff.jitter(0.5).delay(cx.attempt()))
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// The pause is awaited on a timer that works under any executor, and an observer sees it
+    /// in [`Event::Retry`]. The hook runs in the node's task, between two attempts: keep it
+    /// quick (it must not block).
+    fn wait(&self, error: &Error, cx: Ctx<'_>) -> Option<Duration> {
+        let _ = (error, cx);
+        Some(Duration::ZERO)
     }
 
     /// The longest one attempt of `exec` may take; none by default.
@@ -179,33 +234,11 @@ pub trait Node<S>: Send + Sync {
     /// with a [`TimedOut`](crate::TimedOut) error: the node retries if it has attempts left,
     /// then `exec_fallback` gets the error. `exec_fallback` gets the same time limit of its
     /// own: if it runs past it, it is dropped and the node fails with a `TimedOut` error (so a
-    /// fallback that calls a second, slower service cannot hang the run either). The timer is the one `wait` uses, so it works
-    /// under any executor. Blocking code inside `exec` cannot be cut short (see the
+    /// fallback that calls a second, slower service cannot hang the run either). The timer
+    /// is the one the pauses of [`wait`](Node::wait) use, so it works under any executor. Blocking code inside `exec` cannot be cut short (see the
     /// [crate docs](crate#cancellation)). `Some(Duration::ZERO)` fails the run with
     /// [`FlowError::InvalidConfig`](crate::FlowError::InvalidConfig).
     ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use miniflow::{Action, Ctx, Node, Params, Result, Wait};
-    /// struct Ask;
-    /// impl Node<String> for Ask {
-    ///     # type Prep = (); type Output = String;
-    ///     # fn prep(&self, _: &String, _: &Params) -> Result<()> { Ok(()) }
-    ///     # async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<String> { Ok(String::new()) }
-    ///     # fn post(&self, _: &mut String, _: (), _: String) -> Result<Action> { Ok(Action::DEFAULT) }
-    ///     // …prep, exec and post as usual, then: give the model 30 seconds per try,
-    ///     // three tries, backing off 1 s, 2 s between them.
-    ///     fn timeout(&self) -> Option<Duration> {
-    ///         Some(Duration::from_secs(30))
-    ///     }
-    ///     fn max_retries(&self) -> usize {
-    ///         3
-    ///     }
-    ///     fn wait(&self) -> Wait {
-    ///         Wait::exponential(Duration::from_secs(1), Duration::from_secs(10))
-    ///     }
-    /// }
-    /// ```
     fn timeout(&self) -> Option<Duration> {
         None
     }
@@ -298,22 +331,14 @@ impl fmt::Debug for Ctx<'_> {
 struct Leaf<N>(N);
 
 impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
-    fn run<'a>(
-        &'a self,
-        mut store: Store<'a, S>,
-        scope: &'a Scope<'a>,
-    ) -> BoxFuture<'a, Outcome<(Action, usize)>> {
+    fn run<'a>(&'a self, mut store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
         let node = &self.0;
         run::boxed(move || async move {
             let path = scope.path;
-            let policy = run::policy(node.max_retries(), node.wait(), node.timeout(), path)?;
+            run::check(node.max_retries(), node.timeout(), 1, path)?;
             let prep = store.phase(path, Phase::Prep, 0, |s| node.prep(s, scope.params))?;
-            let (output, attempts) = run::retry!(
-                Ctx::new(path, policy.attempts, scope),
-                || run::Policy::of(node.max_retries(), node.wait(), node.timeout()),
-                |cx| node.exec(&prep, cx),
-                |error, cx| node.exec_fallback(&prep, error, cx)
-            )?;
+            let cx = Ctx::new(path, node.max_retries(), scope);
+            let (output, attempts) = run::retry!(node, &prep, cx)?;
             let action =
                 store.phase(path, Phase::Post, attempts, |s| node.post(s, prep, output))?;
             Ok((action, attempts))
@@ -350,9 +375,9 @@ pub struct NodeFn<F>(F);
 /// let check = flow.add("check", node_fn(|n: &mut i64, _| {
 ///     Ok(if *n < 10 { "again" } else { "done" }.into())
 /// }));
-/// flow.then(add, check)?;
-/// flow.edge(check, "again", add)?;
-/// flow.end(check, "done")?;
+/// flow.then(add, check);
+/// flow.edge(check, "again", add);
+/// flow.end(check, "done");
 ///
 /// let mut n = 0;
 /// let options = miniflow::RunOptions::new().params(miniflow::Params::new().with("step", 4));

@@ -24,25 +24,21 @@ pub enum Value {
 }
 
 impl Value {
-    /// The type's name as error messages say it: `"a string"`, `"an integer"`, …
-    fn kind(&self) -> &'static str {
+    /// The type's name as error messages say it (`"a string"`, `"an integer"`, …), and the
+    /// value as it displays.
+    fn parts(&self) -> (&'static str, &dyn fmt::Display) {
         match self {
-            Value::Str(_) => "a string",
-            Value::Int(_) => "an integer",
-            Value::Float(_) => "a float",
-            Value::Bool(_) => "a bool",
+            Value::Str(s) => ("a string", s),
+            Value::Int(n) => ("an integer", n),
+            Value::Float(x) => ("a float", x),
+            Value::Bool(b) => ("a bool", b),
         }
     }
 }
 
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Value::Str(s) => f.write_str(s),
-            Value::Int(n) => write!(f, "{n}"),
-            Value::Float(x) => write!(f, "{x}"),
-            Value::Bool(b) => write!(f, "{b}"),
-        }
+        self.parts().1.fmt(f)
     }
 }
 
@@ -62,42 +58,17 @@ value_from! {
     Bool: bool;
 }
 
-type Entry = (Key, Value);
+type Entry = (Cow<'static, str>, Value);
 
-/// A key: a literal as it was given, or an owned key shared by every copy, so that cloning
-/// params never copies a string.
-#[derive(Clone)]
-enum Key {
-    Static(&'static str),
-    Shared(Arc<str>),
-}
-
-impl Key {
-    fn as_str(&self) -> &str {
-        match self {
-            Key::Static(key) => key,
-            Key::Shared(key) => key,
-        }
-    }
-}
-
-impl From<Cow<'static, str>> for Key {
-    fn from(key: Cow<'static, str>) -> Self {
-        match key {
-            Cow::Borrowed(key) => Key::Static(key),
-            Cow::Owned(key) => Key::Shared(key.into()),
-        }
-    }
-}
-
-/// The entries: none, one held inline (a batch flow's prep often builds a hundred thousand
-/// params of one key each, and then none of them allocates), or a shared slice.
+/// The entries: none; one with a literal key, held inline (a batch flow's prep often builds a
+/// hundred thousand params of one key each, and then none of them allocates); or a shared
+/// slice, which also holds a lone owned key so that cloning params never copies a string.
 #[derive(Clone, Default)]
 enum Entries {
     #[default]
     None,
     One(Entry),
-    Many(Arc<[Entry]>),
+    Shared(Arc<[Entry]>),
 }
 
 /// The params of a run: a small immutable map from keys to typed [`Value`]s that flows pass
@@ -108,13 +79,16 @@ enum Entries {
 /// inner flow once per `Params` its prep returns, each merged over the params it inherited;
 /// nested flows pass theirs on unchanged; a node reads them in `prep`.
 ///
-/// Cloning is cheap (the entries are shared), and an empty `Params` allocates nothing.
-/// Keys are unique: setting a key again replaces its value.
+/// Cloning is cheap and never allocates (the entries are shared, or one entry is copied
+/// inline), and an empty `Params` allocates nothing. Keys are unique: setting a key again
+/// replaces its value where it stands.
 ///
-/// Params with one key are held inline, and more keys live in one shared slice: building
-/// params costs at most one allocation, and none for one key (a batch flow's prep often
-/// builds a hundred thousand of those). The price is that adding a key copies the others:
-/// params are meant to hold a few keys, not hundreds.
+/// Params whose one key is a literal (`"n"`, not a `String`) are held inline, and all others
+/// live in one shared slice. Setting a key makes at most one allocation (a slice), and none for
+/// the one literal key (a batch flow's prep often builds a hundred thousand of those). The
+/// price is that adding a key copies the others into a new slice, and so does changing a value
+/// while a clone shares the slice; an owned key is copied with its entry (one more allocation,
+/// for its `String`). Params are meant to hold a few keys, not hundreds.
 ///
 /// ```
 /// use miniflow::Params;
@@ -148,36 +122,29 @@ impl Params {
     }
 
     /// Sets `key` to `value`, replacing any value it had.
+    ///
+    /// A value is replaced in place, unless a clone shares these params' entries; then they
+    /// are copied first, and the clone keeps the old ones. A new key is added at the end, in a
+    /// new slice.
     pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
-        let (key, value) = (Key::from(key.into()), value.into());
-        let found = self.entries().iter().position(|(k, _)| k.as_str() == key.as_str());
-        let entries = match (&mut self.0, found) {
-            (Entries::None, _) => return self.0 = Entries::One((key, value)),
-            (Entries::One(entry), Some(_)) => return entry.1 = value,
-            (Entries::Many(shared), Some(i)) => match Arc::get_mut(shared) {
-                Some(unshared) => return unshared[i].1 = value,
-                None => shared.iter().cloned(),
-            },
-            (Entries::One(_) | Entries::Many(_), _) => self.entries().iter().cloned(),
+        let (key, value) = (key.into(), value.into());
+        let found = self.entries().iter().position(|(k, _)| *k == key);
+        let entries = match (&mut self.0, found, &key) {
+            (Entries::One(entry), Some(_), _) => return entry.1 = value,
+            // In place, unless a clone shares the slice (then it is copied first).
+            (Entries::Shared(entries), Some(i), _) => return Arc::make_mut(entries)[i].1 = value,
+            (Entries::None, _, Cow::Borrowed(_)) => return self.0 = Entries::One((key, value)),
+            _ => self.entries().iter().cloned(),
         };
-        // A new slice, collected straight into its one allocation (both iterators know their
-        // length): the entries with the new one added, or with `key`'s value replaced.
-        let new = match found {
-            None => entries.chain(std::iter::once((key, value))).collect(),
-            Some(i) => {
-                let mut value = Some(value);
-                let replace = |(j, (k, v))| (k, if j == i { value.take().unwrap_or(v) } else { v });
-                entries.enumerate().map(replace).collect()
-            }
-        };
-        self.0 = Entries::Many(new);
+        // A new slice with the new entry added, collected straight into its one allocation.
+        self.0 = Entries::Shared(entries.chain([(key, value)]).collect());
     }
 
     fn entries(&self) -> &[Entry] {
         match &self.0 {
             Entries::None => &[],
             Entries::One(entry) => std::slice::from_ref(entry),
-            Entries::Many(entries) => entries,
+            Entries::Shared(entries) => entries,
         }
     }
 
@@ -203,31 +170,27 @@ impl Params {
 
     /// The keys and values, in the order the keys were first set.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.entries().iter().map(|(k, v)| (k.as_str(), v))
+        self.entries().iter().map(|(k, v)| (k.as_ref(), v))
     }
 
     /// These params with every entry of `over` set on top (`over` wins where both have a key).
     ///
-    /// This is how a batch flow combines the params it inherited with one item's params.
-    /// When either side is empty, no allocation is made.
+    /// This is how a batch flow combines the params it inherited with one item's params: the
+    /// inherited keys keep their order, and the keys only `over` has follow in its order.
+    /// When either side is empty, no allocation is made (the other side is cloned). Otherwise
+    /// each key of `over` is set as [`insert`](Params::insert) sets it: at most one allocation
+    /// per key, plus a copy of each owned key involved (`over`'s, and those of the entries
+    /// copied).
     #[must_use = "`merged` returns new params and leaves both inputs unchanged"]
     pub fn merged(&self, over: &Params) -> Params {
-        if over.is_empty() {
-            return self.clone();
-        }
         if self.is_empty() {
             return over.clone();
         }
-        // The inherited keys in their order, with `over`'s values where it has them, then the
-        // keys only `over` has.
-        let (base, top) = (self.entries(), over.entries());
-        let find = |list: &'_ [Entry], key: &Key| {
-            list.iter().position(|(k, _)| k.as_str() == key.as_str())
-        };
-        let value = |key: &Key, v| find(top, key).map_or(v, |i| &top[i].1);
-        let kept = base.iter().map(|(k, v)| (k.clone(), value(k, v).clone()));
-        let added = top.iter().filter(|(k, _)| find(base, k).is_none()).cloned();
-        Params(Entries::Many(kept.chain(added).collect()))
+        let mut merged = self.clone();
+        for (key, value) in over.entries() {
+            merged.insert(key.clone(), value.clone());
+        }
+        merged
     }
 
     /// The string value of `key`.
@@ -235,10 +198,10 @@ impl Params {
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not a string.
     pub fn str(&self, key: &str) -> Result<&str, FlowError> {
-        self.typed(key, "a string", |v| match v {
-            Value::Str(s) => Some(&**s),
-            _ => None,
-        })
+        match self.get(key) {
+            Some(Value::Str(s)) => Ok(s.as_ref()),
+            found => Err(mistyped(key, "a string", found)),
+        }
     }
 
     /// The integer value of `key`.
@@ -246,10 +209,10 @@ impl Params {
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not an integer.
     pub fn int(&self, key: &str) -> Result<i64, FlowError> {
-        self.typed(key, "an integer", |v| match v {
-            Value::Int(n) => Some(*n),
-            _ => None,
-        })
+        match self.get(key) {
+            Some(Value::Int(n)) => Ok(*n),
+            found => Err(mistyped(key, "an integer", found)),
+        }
     }
 
     /// The float value of `key`. Integers are not converted: a param is read as the type it
@@ -258,10 +221,10 @@ impl Params {
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not a float.
     pub fn float(&self, key: &str) -> Result<f64, FlowError> {
-        self.typed(key, "a float", |v| match v {
-            Value::Float(x) => Some(*x),
-            _ => None,
-        })
+        match self.get(key) {
+            Some(Value::Float(x)) => Ok(*x),
+            found => Err(mistyped(key, "a float", found)),
+        }
     }
 
     /// The bool value of `key`.
@@ -269,28 +232,18 @@ impl Params {
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not a bool.
     pub fn bool(&self, key: &str) -> Result<bool, FlowError> {
-        self.typed(key, "a bool", |v| match v {
-            Value::Bool(b) => Some(*b),
-            _ => None,
-        })
+        match self.get(key) {
+            Some(Value::Bool(b)) => Ok(*b),
+            found => Err(mistyped(key, "a bool", found)),
+        }
     }
+}
 
-    /// `key`'s value as `expected`, read by `read`; a [`FlowError::Param`] (with no node yet)
-    /// when it is missing or `read` finds another type.
-    fn typed<'a, T>(
-        &'a self,
-        key: &str,
-        expected: &'static str,
-        read: impl FnOnce(&'a Value) -> Option<T>,
-    ) -> Result<T, FlowError> {
-        let value = self.get(key);
-        value.and_then(read).ok_or_else(|| FlowError::Param {
-            node: String::new(),
-            key: key.to_owned(),
-            expected,
-            found: value.map(Value::kind),
-        })
-    }
+/// The error of a getter that wanted `expected` and found `found`: a [`FlowError::Param`] with no
+/// node yet (the flow names the node when the error leaves its `prep`).
+fn mistyped(key: &str, expected: &'static str, found: Option<&Value>) -> FlowError {
+    let found = found.map(|value| value.parts().0);
+    FlowError::Param { node: String::new(), key: key.to_owned(), expected, found }
 }
 
 impl PartialEq for Params {
@@ -308,10 +261,6 @@ impl fmt::Debug for Params {
 
 impl<K: Into<Cow<'static, str>>, V: Into<Value>> FromIterator<(K, V)> for Params {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut params = Params::new();
-        for (k, v) in iter {
-            params.insert(k, v);
-        }
-        params
+        iter.into_iter().fold(Params::new(), |params, (k, v)| params.with(k, v))
     }
 }

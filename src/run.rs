@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use futures::future::{self, BoxFuture, Either};
+use futures::{StreamExt, stream};
 
-use crate::{Action, Ctx, Error, Event, Flow, FlowError, Observer, Params, Phase, TimedOut, Wait};
+use crate::{Action, Ctx, Error, Event, Flow, FlowError, Observer, Params, Phase, TimedOut};
 
 /// The most attempts a node may ask for with `max_retries()`; above it the run fails with
 /// [`FlowError::InvalidConfig`] instead of retrying (nearly) forever.
@@ -49,14 +50,14 @@ pub const MAX_DEPTH: usize = 64;
 /// unboxed once, where the run returns to the caller.
 pub type Outcome<T> = Result<T, Box<FlowError>>;
 
+/// One visit of a step, as a boxed future: it ends with the node's action and the attempts
+/// its `exec` made (0 for the flows).
+pub type Visit<'a> = BoxFuture<'a, Outcome<(Action, usize)>>;
+
 /// A node as a flow stores it: one object-safe method that runs a whole visit and returns the
 /// action with the attempts made, and one that tells diagrams and validation what it holds.
 pub trait Step<S>: Send + Sync {
-    fn run<'a>(
-        &'a self,
-        store: Store<'a, S>,
-        scope: &'a Scope<'a>,
-    ) -> BoxFuture<'a, Outcome<(Action, usize)>>;
+    fn run<'a>(&'a self, store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a>;
 
     fn shape(&self) -> Shape<'_, S> {
         Shape::Node
@@ -68,9 +69,8 @@ pub trait Step<S>: Send + Sync {
 pub enum Shape<'a, S> {
     Node,
     BatchNode,
-    Flow(&'a Flow<S>),
-    /// A batch flow's inner flow, and how the diagram labels it.
-    BatchFlow(&'a Flow<S>, &'static str),
+    /// A flow, or a batch flow's inner flow with the label the diagram gives the batch flow.
+    Flow(&'a Flow<S>, Option<&'static str>),
     Parallel(&'a [(String, Box<dyn Step<S>>)]),
 }
 
@@ -203,29 +203,21 @@ impl<'a> NodePath<'a> {
         NodePath { index: Some(index), ..*self }
     }
 
-    fn is_root(&self) -> bool {
+    pub(crate) fn is_root(&self) -> bool {
         self.parent.is_none() && self.name.is_empty() && self.index.is_none()
-    }
-
-    /// Writes the path as `Display` does, or, with `items` false, without the indices of items
-    /// and sub-runs: the node as its flow defines it, one name for all its runs (`"fan/fetch"`
-    /// for `"fan[3]/fetch"`), which is what [`Trace`](crate::Trace) groups by.
-    pub(crate) fn write(&self, out: &mut impl fmt::Write, items: bool) -> fmt::Result {
-        if let Some(parent) = self.parent.filter(|p| !p.is_root()) {
-            parent.write(out, items)?;
-            out.write_char('/')?;
-        }
-        out.write_str(self.name)?;
-        match self.index {
-            Some(i) if items => write!(out, "[{i}]"),
-            _ => Ok(()),
-        }
     }
 }
 
 impl fmt::Display for NodePath<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.write(f, true)
+        if let Some(parent) = self.parent.filter(|p| !p.is_root()) {
+            write!(f, "{parent}/")?;
+        }
+        f.write_str(self.name)?;
+        match self.index {
+            Some(i) => write!(f, "[{i}]"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -235,140 +227,105 @@ impl fmt::Debug for NodePath<'_> {
     }
 }
 
-/// The retry settings of one node, checked by [`policy`].
-#[derive(Clone, Copy, Debug)]
-pub struct Policy {
-    pub attempts: usize,
-    pub wait: Wait,
-    pub timeout: Option<Duration>,
-}
-
-impl Policy {
-    pub fn of(attempts: usize, wait: Wait, timeout: Option<Duration>) -> Policy {
-        Policy { attempts, wait, timeout }
-    }
-}
-
-/// Checks a node's settings (before its prep runs, so a bad setting costs no work).
+/// Checks a node's settings before its prep runs (so a bad setting costs no work): attempts
+/// between 1 and [`MAX_ATTEMPTS`], a timeout that is not zero, an in-flight limit above 0
+/// (1 for a plain node). Inline, with the message built out of line.
 #[inline]
-pub fn policy(
-    max_retries: usize,
-    wait: Wait,
+pub fn check(
+    attempts: usize,
     timeout: Option<Duration>,
+    in_flight: usize,
     path: &NodePath<'_>,
-) -> Result<Policy, FlowError> {
-    match (max_retries, timeout) {
-        (1..=MAX_ATTEMPTS, None) => Ok(Policy::of(max_retries, wait, timeout)),
-        (1..=MAX_ATTEMPTS, Some(t)) if !t.is_zero() => Ok(Policy::of(max_retries, wait, timeout)),
-        _ => Err(bad_policy(max_retries, path)),
+) -> Outcome<()> {
+    match (1..=MAX_ATTEMPTS).contains(&attempts) && timeout != Some(Duration::ZERO) {
+        true if in_flight > 0 => Ok(()),
+        _ => Err(bad_settings(attempts, timeout, path)),
     }
 }
 
 #[cold]
-fn bad_policy(max_retries: usize, path: &NodePath<'_>) -> FlowError {
-    let message = match max_retries {
-        1..=MAX_ATTEMPTS => "timeout() is zero, so every attempt would time out; return None \
-                             for no time limit"
-            .to_string(),
-        _ => format!(
-            "max_retries() is {max_retries}, but it counts every attempt, the first included, \
-             and must be between 1 and {MAX_ATTEMPTS}"
-        ),
+fn bad_settings(attempts: usize, timeout: Option<Duration>, path: &NodePath<'_>) -> Box<FlowError> {
+    let message = if !(1..=MAX_ATTEMPTS).contains(&attempts) {
+        format!(
+            "max_retries() is {attempts}, but it counts every attempt, the first included, and \
+             must be between 1 and {MAX_ATTEMPTS}"
+        )
+    } else if timeout == Some(Duration::ZERO) {
+        "timeout() is zero, so every attempt would time out; return None for no time limit".into()
+    } else {
+        "max_in_flight() is 0, so no item could ever run; return 1 to run items one after \
+         another, or usize::MAX for no limit"
+            .into()
     };
-    invalid(path, message)
+    invalid(path, format!("node `{path}`: {message}"))
 }
 
-/// Runs `exec` up to `max_retries` times (in `cx`), each attempt cut short by the timeout,
-/// pausing as the wait says between attempts, then `fallback` on the last error. Evaluates to
-/// the output and the attempts made. Reports retries and the fallback to the observer.
+/// Runs `$node.exec($input, cx)` up to `max_retries()` times, each attempt cut short by the
+/// node's timeout, pausing as its `wait` decides between attempts, then `exec_fallback` on
+/// the last error. Evaluates to the output and the attempts made. `$node` is a [`Node`] or a
+/// [`BatchNode`]: their methods share names, and a macro needs no trait over both.
 ///
-/// The common case — no timeout, and the first attempt succeeds — awaits `exec` directly.
-/// Everything else lives in [`retry_after`], boxed on its own, and learns the node's settings
-/// (from `settings`) only then: its timers and the fallback would otherwise double the size
-/// of every node run's future.
+/// The common case — no timeout, and the first attempt succeeds — awaits `exec` in place.
+/// Everything else is [`recover`], boxed apart: its timers and closures would otherwise
+/// double the size of every node run's future. A macro, not an `async fn`, so that the future
+/// it is written into holds only what `exec` needs while the first attempt runs.
 ///
-/// A macro, not an `async fn`, so that the future it is written into holds only what `exec`
-/// needs while the first attempt runs: an `async fn` would hold its closures for the whole
-/// attempt (a node run's future, or a concurrent item's, grew by their size).
+/// [`Node`]: crate::Node
+/// [`BatchNode`]: crate::BatchNode
 macro_rules! retry {
-    ($cx:expr, $settings:expr, |$c:ident| $exec:expr, |$e:ident, $f:ident| $fallback:expr) => {{
-        let cx: $crate::Ctx<'_> = $cx;
-        let first = match ($settings)().timeout {
-            None => Some(
-                {
-                    let $c = cx;
-                    $exec
-                }
-                .await,
-            ),
+    ($node:expr, $input:expr, $cx:expr) => {{
+        let (node, input, cx) = ($node, $input, $cx);
+        let first = match node.timeout() {
+            None => Some(node.exec(input, cx).await),
             Some(_) => None,
         };
         match first {
             Some(Ok(output)) => Ok((output, 1)),
             first => {
                 let failed = first.and_then(Result::err);
-                $crate::run::retry_after(failed, cx, $settings, |$c| $exec, |$e, $f| $fallback)
-                    .await
+                let exec = |cx| node.exec(input, cx);
+                let fallback = |error, cx| node.exec_fallback(input, error, cx);
+                let wait = |error: &_, cx| node.wait(error, cx);
+                let rest = $crate::run::recover(cx, node.timeout(), failed, exec, wait, fallback);
+                Box::pin(rest).await
             }
         }
     }};
 }
 pub(crate) use retry;
 
-/// What [`retry!`] does after its first attempt, for a caller that made that attempt itself:
-/// `failed` is its error, or `None` if the node has a timeout (the first attempt is then made
-/// here, under it). Boxed, so that the caller's future does not hold it.
-pub fn retry_after<'p, T, P, E, EF, B, BF>(
-    failed: Option<Error>,
-    cx: Ctx<'p>,
-    settings: P,
-    exec: E,
-    fallback: B,
-) -> Pin<Box<impl Future<Output = Outcome<(T, usize)>>>>
-where
-    P: Fn() -> Policy,
-    E: Fn(Ctx<'p>) -> EF,
-    EF: Future<Output = Result<T, Error>>,
-    B: FnOnce(Error, Ctx<'p>) -> BF,
-    BF: Future<Output = Result<T, Error>>,
-{
-    Box::pin(recover(settings(), cx, exec, fallback, failed))
-}
-
-/// The rest of [`retry`], from the attempt after `failed` (the first attempt's error), or from
-/// the first attempt if `failed` is `None`.
-async fn recover<'p, T, E, EF, B, BF>(
-    policy: Policy,
+/// What [`retry!`] does after a first attempt that failed with `failed` (or from the first
+/// attempt, if `failed` is `None`: a node with a timeout makes it here, under the timer).
+pub async fn recover<'p, T, F, B>(
     mut cx: Ctx<'p>,
-    exec: E,
-    fallback: B,
+    timeout: Option<Duration>,
     mut failed: Option<Error>,
+    exec: impl Fn(Ctx<'p>) -> F,
+    wait: impl Fn(&Error, Ctx<'p>) -> Option<Duration>,
+    fallback: impl FnOnce(Error, Ctx<'p>) -> B,
 ) -> Outcome<(T, usize)>
 where
-    E: Fn(Ctx<'p>) -> EF,
-    EF: Future<Output = Result<T, Error>>,
-    B: FnOnce(Error, Ctx<'p>) -> BF,
-    BF: Future<Output = Result<T, Error>>,
+    F: Future<Output = Result<T, Error>>,
+    B: Future<Output = Result<T, Error>>,
 {
     loop {
         let error = match failed.take() {
             Some(error) => error,
-            None => match timed(exec(cx), policy.timeout, false).await {
+            None => match timed(exec(cx), timeout, false).await {
                 Ok(out) => return Ok((out, cx.attempt() + 1)),
                 Err(error) => error,
             },
         };
         let (node, attempt) = (cx.path, cx.attempt());
-        if attempt + 1 == policy.attempts {
+        let delay = if attempt + 1 < cx.max_retries() { wait(&error, cx) } else { None };
+        let Some(delay) = delay else {
             cx.report(&Event::Fallback { node, error: &error });
-            return match timed(fallback(error, cx), policy.timeout, true).await {
-                Ok(out) => Ok((out, policy.attempts)),
-                Err(error) => {
-                    Err(FlowError::user(node, Phase::Exec, policy.attempts, error).into())
-                }
+            let attempts = attempt + 1;
+            return match timed(fallback(error, cx), timeout, true).await {
+                Ok(out) => Ok((out, attempts)),
+                Err(error) => Err(FlowError::user(node, Phase::Exec, attempts, error).into()),
             };
-        }
-        let delay = policy.wait.delay(attempt);
+        };
         cx.report(&Event::Retry { node, attempt, error: &error, delay });
         drop(error);
         if !delay.is_zero() {
@@ -516,8 +473,38 @@ fn step_limit(limit: usize, path: &NodePath<'_>) -> Box<FlowError> {
     Box::new(FlowError::StepLimit { limit, last: Vec::new(), next: path.to_string() })
 }
 
-pub fn invalid(path: &NodePath<'_>, message: String) -> FlowError {
-    FlowError::InvalidConfig { node: path.to_string(), message }
+/// A flow or node at `path` that cannot run as it is built or set, and why.
+#[cold]
+pub fn invalid(path: &NodePath<'_>, message: String) -> Box<FlowError> {
+    Box::new(FlowError::InvalidConfig { node: path.to_string(), message })
+}
+
+/// Awaits every job, at most `limit` at a time, failing on the first error (the others are
+/// dropped), and returns the outputs in input order with the attempts summed. Each job yields
+/// its own index with its result. Every [`TURN`]th finished job gives the executor a turn:
+/// jobs that never await would otherwise keep the loop going. (Sequential loops are written
+/// out where they run, so that each job's future is awaited where it is built.)
+pub async fn run_all<T, F>(jobs: impl Iterator<Item = F>, limit: usize) -> Outcome<(Vec<T>, usize)>
+where
+    F: Future<Output = (usize, Outcome<(T, usize)>)>,
+{
+    let mut slots: Vec<Option<T>> = Vec::with_capacity(jobs.size_hint().0);
+    let (mut running, mut done, mut total) =
+        (stream::iter(jobs).buffer_unordered(limit), 0usize, 0);
+    while let Some((i, result)) = running.next().await {
+        let (out, attempts) = result?;
+        if slots.len() <= i {
+            slots.resize_with(i + 1, || None);
+        }
+        slots[i] = Some(out);
+        total += attempts;
+        done += 1;
+        if done.is_multiple_of(TURN) {
+            Turn::new().await;
+        }
+    }
+    let outputs = slots.into_iter().map(|o| o.expect("every job finished")).collect();
+    Ok((outputs, total))
 }
 
 mod sealed {

@@ -1,87 +1,94 @@
-//! Timing attempts: [`Wait`], the pause between a failed attempt and the next, and
+//! Timing attempts: [`Backoff`], the pauses between failed attempts that back off, and
 //! [`TimedOut`], the error of an attempt (or fallback) that ran past its node's `timeout()`.
 
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
-/// How long a node pauses after a failed attempt before the next one: its
-/// [`wait()`](crate::Node::wait).
+/// A capped exponential backoff, optionally with jitter: the pauses a node's
+/// [`wait`](crate::Node::wait) hook returns for rate limits and overloaded services.
 ///
-/// - [`Wait::NONE`] (the default): retry at once. Right when failures are not about load —
-///   a model's answer that did not parse, a flaky check — where waiting only adds latency.
-/// - [`Wait::fixed`]: the same pause every time. Right for a resource that recovers on a
-///   known schedule, or when a few retries must finish within a predictable time.
-/// - [`Wait::exponential`]: the pause doubles after every failed attempt, up to a cap. Right
-///   for rate limits and overloaded services (HTTP 429 or 503): every retry that comes too
-///   soon adds to the load that made the call fail, so back off further each time. The cap
-///   keeps a long run of retries from sleeping for hours.
+/// The pause after attempt `a` (0-based, as [`Ctx::attempt`](crate::Ctx::attempt) counts) is
+/// `first × 2^a`, but never more than `cap`. Every retry that comes too soon adds to the load
+/// that made the call fail, so each one backs off further; the cap keeps a long run of retries
+/// from sleeping for hours.
 ///
-/// The timer works under any executor (smol's `async-io` timer). A [`Duration`] converts into
-/// a fixed wait, so `fn wait(&self) -> Wait { Duration::from_millis(100).into() }` works too.
+/// With [`jitter`](Backoff::jitter), each pause is shortened by a random part of itself, so
+/// that items or runs that failed together (a batch that hit a rate limit at once) retry
+/// apart instead of in lockstep. The randomness comes from the standard library's
+/// per-process random hash keys: no dependency, different in every call.
 ///
 /// ```
 /// use std::time::Duration;
-/// use miniflow::Wait;
+/// use miniflow::Backoff;
 ///
 /// let ms = Duration::from_millis;
-/// let backoff = Wait::exponential(ms(100), ms(1_000));
+/// let backoff = Backoff::new(ms(100), ms(1_000));
 /// let pauses: Vec<_> = (0..6).map(|attempt| backoff.delay(attempt)).collect();
 /// assert_eq!(pauses, [ms(100), ms(200), ms(400), ms(800), ms(1_000), ms(1_000)]);
 ///
-/// assert_eq!(Wait::fixed(ms(50)).delay(7), ms(50));
-/// assert_eq!(Wait::NONE.delay(0), Duration::ZERO);
+/// // With jitter 0.5, each pause lies between half and all of it.
+/// let pause = backoff.jitter(0.5).delay(2);
+/// assert!(ms(200) <= pause && pause <= ms(400));
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Wait {
-    // One formula serves both kinds: the pause is `first × 2^attempt`, capped at `cap`; a
-    // fixed wait is one whose cap is its first pause.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backoff {
     first: Duration,
     cap: Duration,
+    jitter: f64,
 }
 
-impl Wait {
-    /// No pause: the next attempt starts as soon as one fails.
-    pub const NONE: Wait = Wait::fixed(Duration::ZERO);
-
-    /// The same pause after every failed attempt.
-    pub const fn fixed(pause: Duration) -> Wait {
-        Wait { first: pause, cap: pause }
-    }
-
+impl Backoff {
     /// `first` after the first failed attempt, then twice as long after each further one, but
-    /// never more than `cap` (which wins if it is the smaller of the two).
+    /// never more than `cap` (which wins if it is the smaller of the two). No jitter.
     ///
     /// # Panics
     /// If `first` or `cap` is zero: doubling zero never makes a pause, and a zero cap caps every
-    /// pause at zero, so either would not back off at all (use [`Wait::NONE`] for no pause).
-    /// In a `const`, this is a compile error.
-    pub const fn exponential(first: Duration, cap: Duration) -> Wait {
+    /// pause at zero, so either would not back off at all (return `Some(Duration::ZERO)` from
+    /// `wait` to retry at once). In a `const`, this is a compile error.
+    pub const fn new(first: Duration, cap: Duration) -> Backoff {
         assert!(
             !first.is_zero() && !cap.is_zero(),
-            "Wait::exponential(first, cap) with a zero `first` or `cap` never pauses: give it a \
-             first pause and a cap (100 ms and 10 s, say), or use Wait::NONE for no pause"
+            "Backoff::new(first, cap) with a zero `first` or `cap` never pauses: give it a first \
+             pause and a cap (100 ms and 10 s, say), or retry at once with Some(Duration::ZERO)"
         );
-        Wait { first, cap }
+        Backoff { first, cap, jitter: 0.0 }
     }
 
-    /// The pause after attempt `attempt` failed (0-based, as [`Ctx::attempt`](crate::Ctx::attempt)
-    /// counts): `first × 2^attempt` capped, for an exponential wait.
+    /// This backoff with each pause `p` replaced by a pause drawn uniformly from
+    /// `[p × (1 − fraction), p]`: 0 is no jitter, 0.5 keeps at least half of every pause, 1
+    /// ("full jitter") may retry at once.
+    ///
+    /// # Panics
+    /// If `fraction` is not between 0 and 1.
+    #[must_use = "`jitter` returns the backoff with its jitter set"]
+    pub fn jitter(self, fraction: f64) -> Backoff {
+        assert!(
+            (0.0..=1.0).contains(&fraction),
+            "Backoff::jitter({fraction}): the fraction of each pause to randomize must be between 0 and 1"
+        );
+        Backoff { jitter: fraction, ..self }
+    }
+
+    /// The pause after attempt `attempt` failed (0-based): `first × 2^attempt`, capped, less
+    /// its random part if the backoff has jitter.
     pub fn delay(&self, attempt: usize) -> Duration {
         // Doubling until the cap is reached takes fewer than 100 steps, however many attempts.
         let mut pause = self.first;
         for _ in 0..attempt {
-            if pause.is_zero() || pause >= self.cap {
+            if pause >= self.cap {
                 break;
             }
             pause = pause.saturating_mul(2);
         }
-        pause.min(self.cap)
-    }
-}
-
-impl From<Duration> for Wait {
-    fn from(pause: Duration) -> Wait {
-        Wait::fixed(pause)
+        let pause = pause.min(self.cap);
+        if self.jitter == 0.0 {
+            return pause;
+        }
+        // 53 random bits make a uniform float in [0, 1).
+        let random = (RandomState::new().hash_one(attempt) >> 11) as f64 / (1u64 << 53) as f64;
+        let cut = Duration::try_from_secs_f64(pause.as_secs_f64() * self.jitter * random);
+        pause.saturating_sub(cut.unwrap_or(Duration::ZERO))
     }
 }
 

@@ -104,9 +104,9 @@ fn looped<M1, M2>(
     let mut flow = Flow::new();
     let a = flow.add("first", first);
     let b = flow.add("second", second);
-    flow.then(a, b).unwrap();
-    flow.edge(b, "again", a).unwrap();
-    flow.end(b, "done").unwrap();
+    flow.then(a, b);
+    flow.edge(b, "again", a);
+    flow.end(b, "done");
     flow
 }
 

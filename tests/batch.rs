@@ -328,7 +328,8 @@ fn max_in_flight_zero_is_invalid_config_and_no_item_runs() {
     match &err {
         FlowError::InvalidConfig { node, message, .. } => {
             assert_eq!(node, "work");
-            assert!(message.starts_with("max_in_flight() is 0"), "message: {message}");
+            assert!(message.starts_with("node `work`: max_in_flight() is 0"), "message: {message}");
+            assert_eq!(&err.to_string(), message);
         }
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
@@ -375,7 +376,7 @@ fn failing_concurrent_item_names_its_index_and_skips_post() {
 
     let err = run(&flow, &mut store).unwrap_err();
 
-    assert_eq!(err.node(), Some("work[2]"));
+    assert_eq!(err.node(), "work[2]");
     assert_eq!(err.to_string(), "node `work[2]` failed in exec after 1 attempt");
     assert_eq!(probe.started(), [10, 11, 12, 13]);
     assert_eq!(probe.finished(), [12], "the siblings in flight are dropped, not finished");

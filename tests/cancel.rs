@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::future::Either;
-use miniflow::{Action, BatchAsyncFlow, BatchNode, Ctx, Flow, Node, Params, Result, Wait};
+use miniflow::{Action, BatchAsyncFlow, BatchNode, Ctx, Error, Flow, Node, Params, Result};
 
 mod common;
 use common::*;
@@ -189,8 +189,8 @@ fn stuck_flow(calls: &Arc<AtomicUsize>, exec_drops: &Arc<AtomicUsize>) -> Flow<L
     let stuck =
         flow.add("stuck", Stuck { calls: Arc::clone(calls), exec_drops: Arc::clone(exec_drops) });
     let last = flow.add("last", stage("last", 0, &probe));
-    flow.then(first, stuck).expect("a fresh edge");
-    flow.then(stuck, last).expect("a fresh edge");
+    flow.then(first, stuck);
+    flow.then(stuck, last);
     flow
 }
 
@@ -243,13 +243,13 @@ fn dropping_a_sequential_run_after_any_poll_keeps_exactly_the_finished_posts() {
     let mut inner = Flow::new();
     let b = inner.add("b", stage("b", 0, &probe));
     let c = inner.add("c", stage("c", 3, &probe));
-    inner.then(b, c).expect("a fresh edge");
+    inner.then(b, c);
     let mut flow = Flow::new();
     let a = flow.add("a", stage("a", 2, &probe));
     let nested = flow.add("nested", inner);
     let d = flow.add("d", stage("d", 1, &probe));
-    flow.then(a, nested).expect("a fresh edge");
-    flow.then(nested, d).expect("a fresh edge");
+    flow.then(a, nested);
+    flow.then(nested, d);
 
     let names = ["a", "b", "c", "d"];
     let finished_on_poll = [3, 3, 6, 7];
@@ -282,8 +282,8 @@ fn dropping_a_run_inside_a_concurrent_batch_node_keeps_all_of_its_outputs_or_non
     let before = flow.add("before", stage("before", 1, &stages));
     let squares = flow.add("squares", Squares(Arc::clone(&items)));
     let after = flow.add("after", stage("after", 1, &stages));
-    flow.then(before, squares).expect("a fresh edge");
-    flow.then(squares, after).expect("a fresh edge");
+    flow.then(before, squares);
+    flow.then(squares, after);
 
     let all_squares: Vec<u32> = ITEMS.iter().map(|x| x * x).collect();
     let mut cuts_with_some_items_done = 0;
@@ -332,7 +332,7 @@ fn dropping_a_batch_async_flow_run_keeps_only_whole_sub_run_posts() {
     let mut sub = Flow::new();
     let left = sub.add("left", stage("left", 0, &probe));
     let right = sub.add("right", stage("right", 1, &probe));
-    sub.then(left, right).expect("a fresh edge");
+    sub.then(left, right);
     let fan_out = BatchAsyncFlow::new(sub, |_: &Ledger, _: &Params| {
         Ok((0..)
             .zip(EXTRA)
@@ -349,8 +349,8 @@ fn dropping_a_batch_async_flow_run_keeps_only_whole_sub_run_posts() {
     let before = flow.add("before", stage("before", 1, &probe));
     let fan_out = flow.add("fan_out", fan_out);
     let after = flow.add("after", stage("after", 1, &probe));
-    flow.then(before, fan_out).expect("a fresh edge");
-    flow.then(fan_out, after).expect("a fresh edge");
+    flow.then(before, fan_out);
+    flow.then(fan_out, after);
 
     let sub_runs_in_order = |store: &Ledger| {
         for i in 0..EXTRA.len() {
@@ -436,8 +436,8 @@ fn dropping_a_run_during_a_retry_wait_makes_no_further_attempt() {
             5
         }
 
-        fn wait(&self) -> Wait {
-            Wait::fixed(Duration::from_secs(3600))
+        fn wait(&self, _: &Error, _: Ctx<'_>) -> Option<Duration> {
+            Some(Duration::from_secs(3600))
         }
     }
 
@@ -447,7 +447,7 @@ fn dropping_a_run_during_a_retry_wait_makes_no_further_attempt() {
     let first = flow.add("first", stage("first", 0, &probe));
     let flaky =
         flow.add("flaky", Flaky { calls: Arc::clone(&calls), prep_drops: Arc::clone(&prep_drops) });
-    flow.then(first, flaky).expect("a fresh edge");
+    flow.then(first, flaky);
 
     let mut store = Ledger::default();
     let mut cx = Context::from_waker(Waker::noop());

@@ -242,7 +242,7 @@ fn failing_sub_run_under_a_limit_never_starts_the_remaining_sub_runs() {
 
     let err = smol::block_on(flow.run(&mut store)).unwrap_err();
 
-    assert_eq!(err.node(), Some("fan[1]/job"));
+    assert_eq!(err.node(), "fan[1]/job");
     // 0 finishes and frees its slot for 2; then 1 fails while 2 is in flight.
     assert_eq!(probe.events(), ["start 0", "start 1", "end 0", "start 2", "end 1"]);
     assert_eq!(probe.dropped(), 1);
@@ -365,7 +365,7 @@ fn concurrent_batch_node_inside_concurrent_sub_runs_keeps_order() {
 
 #[test]
 #[should_panic(
-    expected = "max_in_flight(0) would never start a sub-run; use 1 or more (usize::MAX for no limit)"
+    expected = "max_in_flight(0) would never start a job; use 1 or more (usize::MAX for no limit)"
 )]
 fn batch_async_flow_max_in_flight_zero_panics() {
     let probe = Arc::new(Probe::default());

@@ -1,6 +1,6 @@
 //! What the public types print: the exact `Debug` of every public type a user may hold or log
 //! (`Params`, `Value`, `RunOptions`, `Flow`, `NodeId`, `NodeFn`, `Parallel`, `BatchFlow`,
-//! `BatchAsyncFlow`, `Ctx`, `NodePath`, `Event`, `Wait`, `Phase`, `FlowError`), and the exact
+//! `BatchAsyncFlow`, `Ctx`, `NodePath`, `Event`, `Backoff`, `Phase`, `FlowError`), and the exact
 //! `Display` of `NodePath`, `TimedOut`, `Phase` and of every kind of `Event`, one line each,
 //! with "attempt" in the singular for one attempt and the plural otherwise. The lints demand a
 //! `Debug` on every public type so that users can see their values: these tests make sure
@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use miniflow::{
-    Action, BatchAsyncFlow, BatchFlow, Ctx, Event, Flow, FlowError, Node, Parallel, Params, Phase,
-    Result, RunOptions, Value, Wait, node_fn,
+    Action, Backoff, BatchAsyncFlow, BatchFlow, Ctx, Event, Flow, FlowError, Node, Parallel,
+    Params, Phase, Result, RunOptions, Value, node_fn,
 };
 
 /// A glue node that returns `action`.
@@ -61,7 +61,7 @@ fn flows_and_their_node_ids_debug_as_their_names_and_start() {
     assert_eq!(format!("{flow:?}"), "Flow { nodes: [], start: None }");
     let a = flow.add("a", returns("default"));
     let b = flow.add("b", returns("default"));
-    flow.set_start(b).unwrap();
+    flow.set_start(b);
     assert_eq!(format!("{flow:?}"), r#"Flow { nodes: ["a", "b"], start: Some("b") }"#);
 
     // Ids name their index and their flow, whose number is the same for both.
@@ -218,7 +218,7 @@ fn events_display_as_one_line_each_with_attempt_singular_for_one_and_plural_othe
     let mut flow = Flow::new();
     let fetch = flow.add("fetch", Fetch);
     let save = flow.add("inner", inner);
-    flow.then(fetch, save).unwrap();
+    flow.then(fetch, save);
 
     assert_eq!(
         shown(&flow),
@@ -292,11 +292,18 @@ fn fallback_and_failure_events_display_the_error() {
 #[test]
 fn timing_types_and_phases_show_their_values() {
     let ms = Duration::from_millis;
-    assert_eq!(format!("{:?}", Wait::NONE), "Wait { first: 0ns, cap: 0ns }");
-    assert_eq!(format!("{:?}", Wait::exponential(ms(1), ms(8))), "Wait { first: 1ms, cap: 8ms }");
+    let backoff = Backoff::new(ms(1), ms(8));
+    assert_eq!(format!("{backoff:?}"), "Backoff { first: 1ms, cap: 8ms, jitter: 0.0 }");
+    assert_eq!(
+        format!("{:?}", backoff.jitter(0.5)),
+        "Backoff { first: 1ms, cap: 8ms, jitter: 0.5 }"
+    );
     let phases = [Phase::Prep, Phase::Exec, Phase::Post].map(|p| format!("{p} {p:?}"));
     assert_eq!(phases, ["prep Prep", "exec Exec", "post Post"]);
     let empty = smol::block_on(Flow::<u32>::new().run(&mut 0)).unwrap_err();
-    assert_eq!(format!("{empty:?}"), r#"EmptyFlow { node: "" }"#);
-    assert!(matches!(empty, FlowError::EmptyFlow { .. }));
+    assert_eq!(
+        format!("{empty:?}"),
+        r#"InvalidConfig { node: "", message: "the flow has no nodes; add one with `Flow::add` before running it" }"#
+    );
+    assert!(matches!(empty, FlowError::InvalidConfig { .. }));
 }

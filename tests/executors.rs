@@ -13,8 +13,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use miniflow::{
-    Action, BatchAsyncFlow, BatchNode, Ctx, Flow, FlowError, Node, Params, Result, RunOptions,
-    Wait, node_fn,
+    Action, BatchAsyncFlow, BatchNode, Ctx, Error, Flow, FlowError, Node, Params, Result,
+    RunOptions, node_fn,
 };
 
 mod common;
@@ -122,8 +122,8 @@ impl Node<Store> for Flaky {
         3
     }
 
-    fn wait(&self) -> Wait {
-        Wait::fixed(self.0.retry_wait)
+    fn wait(&self, _: &Error, _: Ctx<'_>) -> Option<Duration> {
+        Some(self.0.retry_wait)
     }
 }
 
@@ -209,7 +209,7 @@ fn build_flow(pauses: Pauses) -> Flow<Store> {
     let mut inner = Flow::new();
     let echo = inner.add("echo", Echo(pauses));
     let leave = inner.add("leave", node_fn(|_: &mut Store, _: &Params| Ok("inner-done".into())));
-    inner.then(echo, leave).expect("a fresh edge");
+    inner.then(echo, leave);
 
     let mut cube = Flow::new();
     cube.add("cube", Cube(pauses));
@@ -236,13 +236,13 @@ fn build_flow(pauses: Pauses) -> Flow<Store> {
     let nested = flow.add("nested", inner);
     let squares = flow.add("squares", Squares(pauses));
     let fan_out = flow.add("fan_out", fan_out);
-    flow.then(tick, yielder).expect("a fresh edge");
-    flow.then(yielder, flaky).expect("a fresh edge");
-    flow.then(flaky, check).expect("a fresh edge");
-    flow.edge(check, "again", tick).expect("a fresh edge");
-    flow.edge(check, "done", nested).expect("a fresh edge");
-    flow.edge(nested, "inner-done", squares).expect("a fresh edge");
-    flow.then(squares, fan_out).expect("a fresh edge");
+    flow.then(tick, yielder);
+    flow.then(yielder, flaky);
+    flow.then(flaky, check);
+    flow.edge(check, "again", tick);
+    flow.edge(check, "done", nested);
+    flow.edge(nested, "inner-done", squares);
+    flow.then(squares, fan_out);
     flow
 }
 

@@ -46,7 +46,7 @@ fn node_line(name: &str) -> String {
 fn edge_line(action: &str) -> String {
     let mut flow = Flow::new();
     let (a, b) = (add(&mut flow, "a"), add(&mut flow, "b"));
-    flow.edge(a, action.to_owned(), b).unwrap();
+    flow.edge(a, action.to_owned(), b);
     flow.to_mermaid().lines().nth(4).unwrap().trim_start().to_owned()
 }
 
@@ -55,8 +55,8 @@ fn plain_letters_digits_and_inner_spaces_stay_readable() {
     let mut flow = Flow::new();
     let a = add(&mut flow, "Étape 1 décide");
     let b = add(&mut flow, "検索 2");
-    flow.edge(a, "look it up", b).unwrap();
-    flow.end(b, "Done").unwrap();
+    flow.edge(a, "look it up", b);
+    flow.end(b, "Done");
     assert_eq!(
         flow.to_mermaid(),
         r##"flowchart TD
@@ -325,9 +325,9 @@ fn hostile_diagrams() -> Vec<Value> {
         let mut edges = vec![json!(["n_start", "n_0", ""]), json!(["n_0_start", "n_0_0", ""])];
         for (i, action) in chunk.iter().enumerate() {
             match ids.get(i + 1) {
-                Some(&to) => flow.edge(ids[i], action.clone(), to).unwrap(),
-                None => flow.end(ids[i], action.clone()).unwrap(),
-            }
+                Some(&to) => flow.edge(ids[i], action.clone(), to),
+                None => flow.end(ids[i], action.clone()),
+            };
             let to = if i + 1 < ids.len() { format!("n_{}", i + 1) } else { "n_end".into() };
             let label = if action == "default" { "" } else { action.as_str() };
             edges.push(json!([format!("n_{i}"), to, label]));

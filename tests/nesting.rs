@@ -155,14 +155,14 @@ fn triage_flow() -> Flow<Log> {
     let read = inner.add("read", mark("default"));
     let classify = inner
         .add("classify", mark_with(|log| if log.count > 0 { "spam".into() } else { "ham".into() }));
-    inner.then(read, classify).unwrap();
+    inner.then(read, classify);
 
     let mut outer = Flow::new();
     let triage = outer.add("triage", inner);
     let trash = outer.add("trash", mark("trashed"));
     let inbox = outer.add("inbox", mark("filed"));
-    outer.edge(triage, "spam", trash).unwrap();
-    outer.edge(triage, "ham", inbox).unwrap();
+    outer.edge(triage, "spam", trash);
+    outer.edge(triage, "ham", inbox);
     outer
 }
 
@@ -193,16 +193,16 @@ fn inner_flow_end_edge_passes_its_action_up() {
             Ok(if log.count < 3 { "again" } else { "out" }.into())
         }),
     );
-    inner.edge(tick, "again", tick).unwrap();
-    inner.end(tick, "out").unwrap();
+    inner.edge(tick, "again", tick);
+    inner.end(tick, "out");
 
     let mut outer = Flow::new();
     let ticker = outer.add("ticker", inner);
     let after = outer.add("after", mark("finished"));
     let wrong = outer.add("wrong", mark("wrong"));
-    outer.edge(ticker, "out", after).unwrap();
-    outer.then(ticker, wrong).unwrap();
-    outer.edge(ticker, "again", wrong).unwrap();
+    outer.edge(ticker, "out", after);
+    outer.then(ticker, wrong);
+    outer.edge(ticker, "again", wrong);
 
     let mut log = Log::default();
     assert_eq!(run(&outer, &mut log).unwrap(), "finished");
@@ -215,15 +215,15 @@ fn unknown_action_inside_an_inner_flow_names_the_full_path() {
     let mut inner = Flow::new();
     let a = inner.add("a", mark("default"));
     let b = inner.add("b", mark("nope"));
-    inner.then(a, b).unwrap();
-    inner.edge(b, "yes", a).unwrap();
-    inner.end(b, "stop").unwrap();
+    inner.then(a, b);
+    inner.edge(b, "yes", a);
+    inner.end(b, "stop");
     let outer = single("inner", inner);
 
     let mut top = Flow::new();
     let outer = top.add("outer", outer);
     let after = top.add("after", mark("default"));
-    top.then(outer, after).unwrap();
+    top.then(outer, after);
 
     let mut log = Log::default();
     let err = run(&top, &mut log).unwrap_err();
@@ -248,8 +248,8 @@ fn inner_flow_result_without_a_parent_edge_is_an_unknown_action_of_the_nested_no
     let asked = top.add("ask", single("answer", mark("maybe")));
     let yes = top.add("yes", mark("default"));
     let no = top.add("no", mark("default"));
-    top.edge(asked, "yes", yes).unwrap();
-    top.edge(asked, "no", no).unwrap();
+    top.edge(asked, "yes", yes);
+    top.edge(asked, "no", no);
 
     let mut log = Log::default();
     let err = run(&top, &mut log).unwrap_err();
@@ -272,13 +272,13 @@ where
     let start = inner.add("start", mark("default"));
     let middle = inner.add(name, node);
     let after = inner.add("after", mark("default"));
-    inner.then(start, middle).unwrap();
-    inner.then(middle, after).unwrap();
+    inner.then(start, middle);
+    inner.then(middle, after);
 
     let mut top = Flow::new();
     let outer = top.add("outer", single("inner", inner));
     let top_after = top.add("top_after", mark("default"));
-    top.then(outer, top_after).unwrap();
+    top.then(outer, top_after);
     top
 }
 
@@ -295,7 +295,7 @@ fn exec_error_two_levels_deep_names_the_path_and_keeps_the_last_source() {
     assert_eq!(node, "outer/inner/fetch");
     assert_eq!(*phase, Phase::Exec);
     assert_eq!(*attempts, 3);
-    assert_eq!(err.node(), Some("outer/inner/fetch"));
+    assert_eq!(err.node(), "outer/inner/fetch");
     assert_eq!(err.to_string(), "node `outer/inner/fetch` failed in exec after 3 attempts");
     let source = std::error::Error::source(&err).expect("the user's error is the source");
     // The error of the last attempt (0-based attempt 2), as the user's own type.
@@ -360,7 +360,7 @@ fn run_with_params_reach_nodes_in_nested_flows() {
     let mut top = Flow::new();
     let first = top.add("first", top_node);
     let outer = top.add("outer", single("inner", single("leaf", leaf)));
-    top.then(first, outer).unwrap();
+    top.then(first, outer);
 
     let params =
         Params::new().with("user", "ann").with("limit", 3).with("verbose", true).with("ratio", 0.5);
@@ -433,7 +433,7 @@ fn school_flow() -> Flow<Schools> {
             Ok(Action::DEFAULT)
         }),
     );
-    per_school.then(classes, summary).unwrap();
+    per_school.then(classes, summary);
     let schools = BatchFlow::new(per_school, |_: &Schools, _: &Params| {
         Ok(["Hilltop", "Riverside"]
             .into_iter()
@@ -454,7 +454,7 @@ fn school_flow() -> Flow<Schools> {
             Ok("graded".into())
         }),
     );
-    top.then(schools, wrap_up).unwrap();
+    top.then(schools, wrap_up);
     top
 }
 
@@ -531,7 +531,7 @@ fn missing_param_in_a_batch_sub_run_names_the_node_path_and_key() {
     assert_eq!(key, "score");
     assert_eq!(*expected, "an integer");
     assert_eq!(*found, None);
-    assert_eq!(err.node(), Some("grades[1]/avg"));
+    assert_eq!(err.node(), "grades[1]/avg");
     assert_eq!(
         err.to_string(),
         "node `grades[1]/avg`: param `score` is missing; set it in the params the run or a batch flow passes down"
@@ -597,7 +597,7 @@ fn batch_flow_prep_param_error_names_the_batch_flow() {
     let mut top = Flow::new();
     let first = top.add("first", mark("default"));
     let classes = top.add("classes", classes);
-    top.then(first, classes).unwrap();
+    top.then(first, classes);
 
     let mut log = Log::default();
     let err = run(&top, &mut log).unwrap_err();
@@ -632,7 +632,7 @@ fn batch_flow_post_gets_the_sets_and_each_sub_runs_last_action_in_order() {
     let mut top = Flow::new();
     let review = top.add("review", review);
     let notify = top.add("notify", mark("notified"));
-    top.edge(review, "reviewed", notify).unwrap();
+    top.edge(review, "reviewed", notify);
 
     let mut log = Log::default();
     let inherited = Params::new().with("term", "spring");
@@ -661,7 +661,7 @@ fn batch_flow_with_no_sets_runs_nothing_and_post_gets_empty_lists() {
     let mut top = Flow::new();
     let batch = top.add("batch", batch);
     let after = top.add("after", mark("done"));
-    top.edge(batch, "nothing_to_do", after).unwrap();
+    top.edge(batch, "nothing_to_do", after);
 
     let mut log = Log::default();
     assert_eq!(run(&top, &mut log).unwrap(), "done");
@@ -678,7 +678,7 @@ fn batch_flow_without_post_returns_default() {
     let mut top = Flow::new();
     let batch = top.add("batch", batch);
     let after = top.add("after", mark("done"));
-    top.then(batch, after).unwrap();
+    top.then(batch, after);
 
     let mut log = Log::default();
     assert_eq!(run(&top, &mut log).unwrap(), "done");
@@ -703,7 +703,7 @@ fn error_in_sub_run_i_names_it_and_stops_the_remaining_sub_runs() {
     let mut top = Flow::new();
     let items = top.add("items", items);
     let after = top.add("after", mark("done"));
-    top.edge(items, "checked", after).unwrap();
+    top.edge(items, "checked", after);
 
     let mut log = Log::default();
     let err = run(&top, &mut log).unwrap_err();
@@ -728,15 +728,16 @@ fn empty_inner_flow_fails_the_run_with_its_path_before_any_node_runs() {
     let mut top = Flow::new();
     let first = top.add("first", mark("default"));
     let inner = top.add("inner", Flow::<Log>::new());
-    top.then(first, inner).unwrap();
+    top.then(first, inner);
 
     let mut log = Log::default();
     let err = run(&top, &mut log).unwrap_err();
 
-    let FlowError::EmptyFlow { node, .. } = &err else {
-        panic!("expected EmptyFlow, got {err:?}");
+    let FlowError::InvalidConfig { node, message, .. } = &err else {
+        panic!("expected InvalidConfig, got {err:?}");
     };
     assert_eq!(node, "inner");
+    assert_eq!(message, "flow `inner` has no nodes; add one with `Flow::add` before running it");
     assert_eq!(
         err.to_string(),
         "flow `inner` has no nodes; add one with `Flow::add` before running it"
@@ -754,11 +755,12 @@ fn empty_inner_flow_of_a_batch_flow_fails_before_any_sub_run() {
 
     let err = run(&top, &mut Log::default()).unwrap_err();
 
-    let FlowError::EmptyFlow { node, .. } = &err else {
-        panic!("expected EmptyFlow, got {err:?}");
+    let FlowError::InvalidConfig { node, message, .. } = &err else {
+        panic!("expected InvalidConfig, got {err:?}");
     };
     // Found by the check of the whole tree, which names flows, not sub-runs.
     assert_eq!(node, "each");
+    assert_eq!(message, "flow `each` has no nodes; add one with `Flow::add` before running it");
     assert_eq!(
         err.to_string(),
         "flow `each` has no nodes; add one with `Flow::add` before running it"

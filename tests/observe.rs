@@ -4,8 +4,9 @@
 //! exactly one terminal event: `Finished`, `Failed` (a failing node has no end) or `Cancelled`
 //! (from the drop of a run that was polled, or a panic; a run never polled reports nothing).
 //! Concurrent sub-runs, parallel branches and two whole runs share one observer with distinct
-//! paths; a step-limited run fails with its `StepLimit`; and `Trace` counts runs and attempts
-//! per node, in the order the nodes first ended.
+//! paths; a step-limited run fails with its `StepLimit`; and `Trace` (the recipe in
+//! `examples/support/trace.rs`) counts runs and attempts per node, in the order the nodes first
+//! ended.
 
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
@@ -17,12 +18,16 @@ use std::time::Duration;
 
 use futures::future;
 use miniflow::{
-    Action, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Error, Event, Flow, FlowError, Node,
-    Observer, Parallel, Params, Result, RunOptions, Trace, Wait, node_fn,
+    Action, Backoff, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Error, Event, Flow, FlowError,
+    Node, Observer, Parallel, Params, Result, RunOptions, node_fn,
 };
 
 mod common;
 use common::*;
+
+#[path = "../examples/support/trace.rs"]
+mod trace;
+use trace::Trace;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -98,23 +103,30 @@ fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
 }
 
 /// A node whose first `failures` exec calls fail with "call <n> failed" (counted by the node),
-/// making up to `max_retries` attempts with `wait` between them. Its fallback returns the
-/// error, or `rescue` if set.
+/// making up to `max_retries` attempts with `wait` between them (none: it retries at once).
+/// Its fallback returns the error, or `rescue` if set.
 struct Flaky {
     failures: usize,
     max_retries: usize,
-    wait: Wait,
+    wait: Option<Backoff>,
     rescue: Option<&'static str>,
     calls: AtomicUsize,
 }
 
 impl Flaky {
     fn new(failures: usize, max_retries: usize) -> Self {
-        Flaky { failures, max_retries, wait: Wait::NONE, rescue: None, calls: AtomicUsize::new(0) }
+        Flaky { failures, max_retries, wait: None, rescue: None, calls: AtomicUsize::new(0) }
     }
 
-    fn waiting(self, wait: Wait) -> Self {
-        Flaky { wait, ..self }
+    /// Pauses as `wait` says after each failed attempt.
+    fn waiting(self, wait: Backoff) -> Self {
+        Flaky { wait: Some(wait), ..self }
+    }
+
+    /// Pauses `pause` after every failed attempt.
+    fn waiting_fixed(self, pause: Duration) -> Self {
+        // A backoff capped at its first pause never doubles it.
+        self.waiting(Backoff::new(pause, pause))
     }
 
     fn rescued_with(self, value: &'static str) -> Self {
@@ -154,8 +166,8 @@ impl<S> Node<S> for Flaky {
         self.max_retries
     }
 
-    fn wait(&self) -> Wait {
-        self.wait
+    fn wait(&self, _: &Error, cx: Ctx<'_>) -> Option<Duration> {
+        Some(self.wait.map_or(Duration::ZERO, |wait| wait.delay(cx.attempt())))
     }
 }
 
@@ -350,11 +362,11 @@ fn looping_flow(fetch: Flaky) -> Flow<u32> {
     let count = flow.add("count", bump());
     let check = flow
         .add("check", node_fn(|n: &mut u32, _| Ok(if *n < 3 { "again" } else { "done" }.into())));
-    flow.then(fetch, inner).unwrap();
-    flow.then(inner, count).unwrap();
-    flow.then(count, check).unwrap();
-    flow.edge(check, "again", count).unwrap();
-    flow.end(check, "done").unwrap();
+    flow.then(fetch, inner);
+    flow.then(inner, count);
+    flow.then(count, check);
+    flow.edge(check, "again", count);
+    flow.end(check, "done");
     flow
 }
 
@@ -366,16 +378,16 @@ fn looping_flow(fetch: Flaky) -> Flow<u32> {
 fn nested_flow_with_a_retry_reports_every_event_in_order() {
     // top: outer -> save; outer: load -> inner; inner: fetch (fails once, 2 attempts, 1 ms).
     let mut inner = Flow::new();
-    inner.add("fetch", Flaky::new(1, 2).waiting(Wait::fixed(Duration::from_millis(1))));
+    inner.add("fetch", Flaky::new(1, 2).waiting_fixed(Duration::from_millis(1)));
     let mut outer = Flow::new();
     let load = outer.add("load", bump());
     let nested = outer.add("inner", inner);
-    outer.then(load, nested).unwrap();
+    outer.then(load, nested);
     let mut flow = Flow::new();
     let outer = flow.add("outer", outer);
     let save = flow.add("save", node_fn(|_: &mut u32, _| Ok("done".into())));
-    flow.then(outer, save).unwrap();
-    flow.end(save, "done").unwrap();
+    flow.then(outer, save);
+    flow.end(save, "done");
 
     let mut n = 0;
     let (result, lines) = observe(&flow, &mut n);
@@ -402,7 +414,7 @@ fn nested_flow_with_a_retry_reports_every_event_in_order() {
 
 #[test]
 fn each_retry_reports_the_attempt_that_failed_and_the_backoff_before_the_next() {
-    let wait = Wait::exponential(Duration::from_millis(1), Duration::from_millis(10));
+    let wait = Backoff::new(Duration::from_millis(1), Duration::from_millis(10));
     let mut flow = Flow::new();
     flow.add("fetch", Flaky::new(2, 3).waiting(wait));
 
@@ -423,7 +435,7 @@ fn each_retry_reports_the_attempt_that_failed_and_the_backoff_before_the_next() 
 
 #[test]
 fn retry_event_displays_its_attempt_error_and_delay() {
-    let wait = Wait::exponential(Duration::from_millis(1), Duration::from_millis(10));
+    let wait = Backoff::new(Duration::from_millis(1), Duration::from_millis(10));
     let mut flow = Flow::new();
     flow.add("fetch", Flaky::new(2, 3).waiting(wait));
 
@@ -473,7 +485,7 @@ fn failing_node_has_no_end_and_the_run_ends_with_its_error() {
     let mut flow = Flow::new();
     let load = flow.add("load", bump());
     let nested = flow.add("inner", inner);
-    flow.then(load, nested).unwrap();
+    flow.then(load, nested);
 
     let mut n = 0;
     let (result, lines) = observe(&flow, &mut n);
@@ -518,7 +530,7 @@ fn fallback_that_recovers_is_followed_by_the_nodes_end() {
     let mut flow = Flow::new();
     let fetch = flow.add("fetch", Flaky::new(usize::MAX, 2).rescued_with("cached"));
     let next = flow.add("next", bump());
-    flow.then(fetch, next).unwrap();
+    flow.then(fetch, next);
 
     let mut n = 0;
     let (result, lines) = observe(&flow, &mut n);
@@ -558,7 +570,7 @@ fn unknown_action_fails_the_run_after_the_nodes_end() {
     let mut flow = Flow::<()>::new();
     let a = flow.add("a", node_fn(|_, _| Ok("oops".into())));
     let b = flow.add("b", node_fn(|_, _| Ok(Action::DEFAULT)));
-    flow.edge(a, "next", b).unwrap();
+    flow.edge(a, "next", b);
 
     let (result, lines) = observe(&flow, &mut ());
     let err = result.unwrap_err();
@@ -586,7 +598,7 @@ fn dropped_run_reports_cancelled_once_after_what_it_did() {
     let mut flow = Flow::new();
     let first = flow.add("first", bump());
     let nested = flow.add("inner", inner);
-    flow.then(first, nested).unwrap();
+    flow.then(first, nested);
 
     let log = Log::default();
     let mut n = 0;
@@ -608,7 +620,7 @@ fn dropped_run_reports_cancelled_once_after_what_it_did() {
 #[test]
 fn run_dropped_in_a_retry_wait_reports_the_retry_then_cancelled() {
     let mut flow = Flow::new();
-    flow.add("fetch", Flaky::new(1, 2).waiting(Wait::fixed(Duration::from_secs(3600))));
+    flow.add("fetch", Flaky::new(1, 2).waiting_fixed(Duration::from_secs(3600)));
 
     let log = Log::default();
     let mut store = ();
@@ -658,7 +670,7 @@ fn emitted_events_arrive_in_order_between_the_nodes_start_and_end() {
     let mut flow = Flow::new();
     let greet = flow.add("greet", Talk(&["hi"]));
     let chat = flow.add("chat", chat);
-    flow.then(greet, chat).unwrap();
+    flow.then(greet, chat);
 
     let (result, lines) = observe(&flow, &mut ());
     result.unwrap();
@@ -747,7 +759,7 @@ fn concurrent_sub_runs_and_parallel_branches_report_under_distinct_paths() {
     let mut flow = Flow::new();
     let fan = flow.add("fan", fan);
     let par = flow.add("par", par);
-    flow.then(fan, par).unwrap();
+    flow.then(fan, par);
 
     let (result, lines) = observe(&flow, &mut ());
     result.unwrap();
@@ -844,8 +856,8 @@ fn step_limited_run_ends_with_failed_carrying_the_step_limit() {
     let mut flow = Flow::<()>::new();
     let a = flow.add("a", node_fn(|_, _| Ok(Action::DEFAULT)));
     let b = flow.add("b", node_fn(|_, _| Ok(Action::DEFAULT)));
-    flow.then(a, b).unwrap();
-    flow.then(b, a).unwrap();
+    flow.then(a, b);
+    flow.then(b, a);
 
     let (result, lines) = observe_with(&flow, &mut (), RunOptions::new().max_steps(3));
     let err = result.unwrap_err();
@@ -874,11 +886,11 @@ fn step_limit_inside_a_nested_flow_ends_neither_the_flow_nor_its_last_node() {
     let mut inner = Flow::<()>::new();
     let x = inner.add("x", node_fn(|_, _| Ok(Action::DEFAULT)));
     let y = inner.add("y", node_fn(|_, _| Ok(Action::DEFAULT)));
-    inner.then(x, y).unwrap();
+    inner.then(x, y);
     let mut flow = Flow::new();
     let a = flow.add("a", node_fn(|_, _| Ok(Action::DEFAULT)));
     let nested = flow.add("inner", inner);
-    flow.then(a, nested).unwrap();
+    flow.then(a, nested);
 
     let (result, lines) = observe_with(&flow, &mut (), RunOptions::new().max_steps(3));
     let err = result.unwrap_err();
@@ -991,8 +1003,8 @@ fn trace_keeps_one_row_per_node_of_the_definition_with_count_total_mean_and_max(
         }),
     );
     let b = inner.add("b", node_fn(|_: &mut u32, _| Ok(Action::DEFAULT)));
-    inner.edge(a, "again", a).unwrap();
-    inner.edge(a, "on", b).unwrap();
+    inner.edge(a, "again", a);
+    inner.edge(a, "on", b);
     let sets = |_: &u32, _: &Params| Ok(vec![Params::new(); 1_000]);
     let mut flow = Flow::new();
     flow.add("fan", BatchFlow::new(inner, sets));
@@ -1039,7 +1051,7 @@ fn trace_has_no_row_for_a_node_whose_run_failed() {
     let mut flow = Flow::new();
     let load = flow.add("load", bump());
     let fetch = flow.add("fetch", Flaky::new(usize::MAX, 2));
-    flow.then(load, fetch).unwrap();
+    flow.then(load, fetch);
 
     let trace = Trace::new();
     smol::block_on(flow.run_with(&mut 0, RunOptions::new().observer(&trace))).unwrap_err();

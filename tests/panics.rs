@@ -363,8 +363,8 @@ fn around<M>(part: impl IntoNode<Store, M>) -> Flow<Store> {
             Ok("done".into())
         }),
     );
-    flow.then(first, part).unwrap();
-    flow.then(part, finish).unwrap();
+    flow.then(first, part);
+    flow.then(part, finish);
     flow
 }
 
@@ -373,7 +373,7 @@ fn two_step(a: &'static str, b: &'static str, yields: usize) -> Flow<Store> {
     let mut flow = Flow::new();
     let a = flow.add(a, rec(a, yields));
     let b = flow.add(b, rec(b, yields));
-    flow.then(a, b).unwrap();
+    flow.then(a, b);
     flow
 }
 
@@ -546,8 +546,8 @@ fn nested_part() -> Flow<Store> {
     let a = inner.add("in_a", rec("in_a", 1));
     let b = inner.add("in_b", rec("in_b", 1));
     let deeper = inner.add("deeper", two_step("in_c", "in_d", 1));
-    inner.then(a, b).unwrap();
-    inner.then(b, deeper).unwrap();
+    inner.then(a, b);
+    inner.then(b, deeper);
     inner
 }
 
@@ -621,8 +621,8 @@ fn deep_part() -> BatchAsyncFlow<Store> {
     let dx = inner.add("dx", rec("dx", 1));
     let both = inner.add("both", both);
     let dz = inner.add("dz", rec("dz", 1));
-    inner.then(dx, both).unwrap();
-    inner.then(both, dz).unwrap();
+    inner.then(dx, both);
+    inner.then(both, dz);
     BatchAsyncFlow::new(inner, |_: &Store, _: &Params| Ok(sets(&[0, 2, 50]))).max_in_flight(3)
 }
 
@@ -734,7 +734,7 @@ fn a_post_that_panics_midway_keeps_what_it_wrote_and_nothing_after_runs() {
     let mut inner = Flow::new();
     let a = inner.add("h_a", rec("h_a", 1));
     let b = inner.add("half", half());
-    inner.then(a, b).unwrap();
+    inner.then(a, b);
     let flow = around(BatchAsyncFlow::new(inner, |_: &Store, _: &Params| Ok(sets(&[0, 1, 50]))));
     let clean = ["first", "h_a#0", "half#0", "h_a#1", "half#1", "h_a#2", "half#2", "finish"];
     let before = ["first", "h_a#0", "half#0", "h_a#1", "half#1 (half)"];
@@ -786,9 +786,9 @@ fn a_node_that_panics_on_one_visit_of_a_loop_leaves_the_flow_ready_for_the_next_
             Ok(if store.log.len() < 4 { "again" } else { "enough" }.into())
         }),
     );
-    flow.then(flaky, check).unwrap();
-    flow.edge(check, "again", flaky).unwrap();
-    flow.end(check, "enough").unwrap();
+    flow.then(flaky, check);
+    flow.edge(check, "again", flaky);
+    flow.end(check, "enough");
 
     // Visits 1 and 2 post; visit 3 panics.
     let mut store = Store::default();

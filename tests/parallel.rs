@@ -118,7 +118,7 @@ fn then_next(par: Parallel<Store>) -> Flow<Store> {
     let mut flow = Flow::new();
     let par = flow.add("par", par);
     let next = flow.add("next", mark("next"));
-    flow.then(par, next).expect("a fresh edge");
+    flow.then(par, next);
     flow
 }
 
@@ -275,8 +275,8 @@ fn a_node_before_the_parallel_node_runs_before_any_branch() {
     let first = flow.add("first", mark("first"));
     let par = flow.add("par", three(&probe, [2, 0, 1]).post(join_post));
     let next = flow.add("next", mark("next"));
-    flow.then(first, par).unwrap();
-    flow.then(par, next).unwrap();
+    flow.then(first, par);
+    flow.then(par, next);
     let mut store = Store::default();
 
     smol::block_on(flow.run(&mut store)).unwrap();
@@ -295,7 +295,7 @@ fn every_kind(probe: &Arc<Probe>) -> Flow<Store> {
     let mut f = Flow::new();
     let x = f.add("x", branch("x", 3, probe));
     let y = f.add("y", branch("y", 1, probe));
-    f.edge(x, "x!", y).unwrap();
+    f.edge(x, "x!", y);
 
     let mut sub = Flow::new();
     sub.add(
@@ -443,8 +443,8 @@ fn routed(par: Parallel<Store>) -> Flow<Store> {
     let par = flow.add("par", par);
     let next = flow.add("next", mark("next"));
     let other = flow.add("other", mark("other"));
-    flow.edge(par, "joined", next).unwrap();
-    flow.edge(par, Action::DEFAULT, other).unwrap();
+    flow.edge(par, "joined", next);
+    flow.edge(par, Action::DEFAULT, other);
     flow
 }
 
@@ -561,7 +561,7 @@ fn a_failing_branch_under_a_limit_never_starts_the_remaining_branches() {
 
     let err = smol::block_on(flow.run(&mut store)).unwrap_err();
 
-    assert_eq!(err.node(), Some("par/bad"));
+    assert_eq!(err.node(), "par/bad");
     // ok finishes and frees its slot for hang; then bad fails while hang is in flight.
     assert_eq!(
         probe.events(),
@@ -605,8 +605,8 @@ fn counted(probe: &Arc<Probe>, limit: Option<usize>) -> Flow<Store> {
     let first = flow.add("first", mark("first"));
     let par = flow.add("par", par);
     let next = flow.add("next", mark("next"));
-    flow.then(first, par).unwrap();
-    flow.then(par, next).unwrap();
+    flow.then(first, par);
+    flow.then(par, next);
     flow
 }
 
@@ -689,8 +689,8 @@ fn dropping_a_run_with_branches_in_flight_drops_them_and_the_flow_runs_again() {
     let first = flow.add("first", mark("first"));
     let par = flow.add("par", three(&probe, [1, 4, 8]).post(join_post));
     let next = flow.add("next", mark("next"));
-    flow.then(first, par).unwrap();
-    flow.then(par, next).unwrap();
+    flow.then(first, par);
+    flow.then(par, next);
     let mut store = Store::default();
 
     let mut cx = Context::from_waker(Waker::noop());
@@ -752,12 +752,19 @@ fn validate_and_run_look_inside_the_branches() {
     let par = Parallel::new().branch("a", branch("a", 0, &probe)).branch("f", Flow::<Store>::new());
     let flow = then_next(par);
 
+    let empty = "flow `par/f` has no nodes; add one with `Flow::add` before running it";
     let err = flow.validate().unwrap_err();
-    assert!(matches!(&err, FlowError::EmptyFlow { node, .. } if node == "par/f"), "{err:?}");
+    assert!(
+        matches!(&err, FlowError::InvalidConfig { node, message, .. } if node == "par/f" && message == empty),
+        "{err:?}"
+    );
 
     let mut store = Store::default();
     let err = smol::block_on(flow.run(&mut store)).unwrap_err();
-    assert!(matches!(&err, FlowError::EmptyFlow { node, .. } if node == "par/f"), "{err:?}");
+    assert!(
+        matches!(&err, FlowError::InvalidConfig { node, message, .. } if node == "par/f" && message == empty),
+        "{err:?}"
+    );
     // A run checks the whole tree before it runs anything: no branch ran.
     assert!(store.log.is_empty(), "{:?}", store.log);
 }
@@ -791,7 +798,9 @@ async fn a_spawned_run_on_tokio_multi_thread_overlaps_its_branches() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-#[should_panic(expected = "max_in_flight(0) would never start a branch; use 1 or more")]
+#[should_panic(
+    expected = "max_in_flight(0) would never start a job; use 1 or more (usize::MAX for no limit)"
+)]
 fn max_in_flight_zero_panics() {
     let _ = Parallel::<Store>::new().max_in_flight(0);
 }

@@ -1,8 +1,9 @@
 //! `Params` as a map: setting, replacing, sharing and merging keys; equal only when the same
-//! keys hold equal values in the same order; params collected from pairs; and how a `Value`
-//! displays.
+//! keys hold equal values in the same order; params collected from pairs; how a `Value`
+//! displays; what each typed getter returns and says when a key is missing or mistyped; and
+//! how many allocations building, changing and cloning params make.
 
-use miniflow::{Params, Value};
+use miniflow::{FlowError, Params, Value};
 
 fn entries(params: &Params) -> Vec<(String, Value)> {
     params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
@@ -120,4 +121,70 @@ fn params_collected_from_pairs_keep_the_first_order_and_the_last_value() {
     assert_eq!(owned, Params::new().with("item-1", 1).with("item-2", 2));
     let none: Params = std::iter::empty::<(&'static str, i64)>().collect();
     assert!(none.is_empty());
+}
+
+#[test]
+fn setting_the_only_key_again_replaces_its_value() {
+    let params = Params::new().with("n", 1).with("n", 2);
+    assert_eq!(entries(&params), pairs(&[("n", Value::Int(2))]));
+    let mut copy = params.clone();
+    copy.insert("n", 3);
+    assert_eq!((params.int("n").unwrap(), copy.int("n").unwrap(), copy.len()), (2, 3, 1));
+    let merged = params.merged(&Params::new().with("n", 4));
+    assert_eq!(entries(&merged), pairs(&[("n", Value::Int(4))]));
+}
+
+#[test]
+fn each_getter_reads_its_own_type_and_names_the_type_it_found() {
+    let params = Params::new().with("name", "Hilltop").with("size", 28).with("ratio", 2.5);
+    let params = params.with("open", true).with("full", false);
+    assert_eq!(params.str("name").unwrap(), "Hilltop");
+    assert_eq!(params.int("size").unwrap(), 28);
+    assert_eq!(params.float("ratio").unwrap(), 2.5);
+    assert_eq!((params.bool("open").unwrap(), params.bool("full").unwrap()), (true, false));
+    let messages = [
+        params.str("size").unwrap_err(),
+        params.int("ratio").unwrap_err(),
+        params.float("size").unwrap_err(),
+        params.bool("name").unwrap_err(),
+        params.float("gone").unwrap_err(),
+    ]
+    .map(|err| err.to_string());
+    assert_eq!(
+        messages,
+        [
+            "param `size` should be a string, but it is an integer",
+            "param `ratio` should be an integer, but it is a float",
+            "param `size` should be a float, but it is an integer",
+            "param `name` should be a bool, but it is a string",
+            "param `gone` is missing; set it in the params the run or a batch flow passes down",
+        ]
+    );
+    let Err(FlowError::Param { node, key, expected, found, .. }) = params.bool("size") else {
+        panic!("a mistyped param is a `FlowError::Param`");
+    };
+    assert_eq!(
+        (node.as_str(), key.as_str(), expected, found),
+        ("", "size", "a bool", Some("an integer"))
+    );
+}
+
+#[test]
+fn one_literal_key_allocates_nothing_and_more_keys_one_slice_per_change() {
+    // Exact counts of this thread's allocations (and reallocations).
+    let count = |build: &mut dyn FnMut()| allocation_counter::measure(build).count_total;
+    let mut params = Params::new();
+    assert_eq!(count(&mut || params = Params::new().with("n", 5).with("n", 6)), 0);
+    assert_eq!(count(&mut || params.insert("m", 7)), 1); // a second key: a new slice
+    assert_eq!(count(&mut || params.insert("m", 8)), 0); // not shared: in place
+    let copy = params.clone();
+    assert_eq!(count(&mut || params.insert("m", 9)), 1); // shared with `copy`: copied first
+    assert_eq!((copy.int("m").unwrap(), params.int("m").unwrap()), (8, 9));
+
+    // A lone owned key lives in a shared slice, so that no clone copies its string.
+    let owned = Params::new().with(String::from("item"), 1);
+    let literal = Params::new().with("item", 1);
+    let mut clones = None;
+    assert_eq!(count(&mut || clones = Some([owned.clone(), literal.clone(), params.clone()])), 0);
+    assert_eq!(count(&mut || drop(literal.merged(&Params::new().with("item", 2)))), 0);
 }

@@ -1,5 +1,5 @@
 //! Resuming runs: `RunOptions::start_at` (start at a named node of the outermost flow, or fail
-//! with `UnknownNode` before any node runs), `RunOptions::checkpoint` (called after every
+//! with `InvalidConfig` before any node runs), `RunOptions::checkpoint` (called after every
 //! outermost node that leads on to another, with the store as the posts left it and the next
 //! node's name; never at the end, never inside a nested flow; a failed save stops the run),
 //! and the two uses they are made for: resuming after a crash (a failed `exec`, or a run
@@ -10,6 +10,7 @@
 mod common;
 
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
@@ -39,8 +40,8 @@ fn chain() -> Flow<Visits> {
     let a = flow.add("a", step("a", "default"));
     let b = flow.add("b", step("b", "default"));
     let c = flow.add("c", step("c", "last"));
-    flow.then(a, b).unwrap();
-    flow.then(b, c).unwrap();
+    flow.then(a, b);
+    flow.then(b, c);
     flow
 }
 
@@ -49,13 +50,13 @@ fn nested() -> Flow<Visits> {
     let mut inner = Flow::new();
     let x = inner.add("x", step("x", "default"));
     let y = inner.add("y", step("y", "default"));
-    inner.then(x, y).unwrap();
+    inner.then(x, y);
     let mut flow = Flow::new();
     let a = flow.add("a", step("a", "default"));
     let inner = flow.add("inner", inner);
     let b = flow.add("b", step("b", "default"));
-    flow.then(a, inner).unwrap();
-    flow.then(inner, b).unwrap();
+    flow.then(a, inner);
+    flow.then(inner, b);
     flow
 }
 
@@ -111,18 +112,17 @@ fn start_at_an_unknown_name_fails_before_any_node_runs() {
     let mut flow = Flow::new();
     let a = flow.add("a", step("a", "default"));
     let b = flow.add("b", step("b", "default"));
-    flow.then(a, b).unwrap();
+    flow.then(a, b);
 
     let mut visits = Visits::new();
     let err = run_with(&flow, &mut visits, RunOptions::new().start_at("x")).unwrap_err();
 
-    let FlowError::UnknownNode { node, name, known, .. } = &err else {
-        panic!("expected UnknownNode, got {err:?}");
+    let FlowError::InvalidConfig { node, message, .. } = &err else {
+        panic!("expected InvalidConfig, got {err:?}");
     };
     assert_eq!(node, "");
-    assert_eq!(name, "x");
-    assert_eq!(known, &["a", "b"]);
-    assert_eq!(err.node(), Some(""));
+    assert_eq!(message, r#"the flow has no node named "x" to start at; its nodes are "a", "b""#);
+    assert_eq!(err.node(), "");
     assert_eq!(
         err.to_string(),
         r#"the flow has no node named "x" to start at; its nodes are "a", "b""#
@@ -138,8 +138,9 @@ fn start_at_names_only_nodes_of_the_outermost_flow() {
     let mut visits = Visits::new();
     let err = run_with(&flow, &mut visits, RunOptions::new().start_at("x")).unwrap_err();
     assert!(
-        matches!(&err, FlowError::UnknownNode { node, name, known, .. }
-            if node.is_empty() && name == "x" && known == &["a", "inner", "b"]),
+        matches!(&err, FlowError::InvalidConfig { node, message, .. }
+            if node.is_empty()
+                && message == r#"the flow has no node named "x" to start at; its nodes are "a", "inner", "b""#),
         "{err:?}"
     );
     assert_eq!(
@@ -177,9 +178,9 @@ fn checkpoint_is_not_called_at_an_end_edge() {
     let mut flow = Flow::new();
     let a = flow.add("a", step("a", "default"));
     let b = flow.add("b", step("b", "stop"));
-    flow.then(a, b).unwrap();
-    flow.then(b, a).unwrap();
-    flow.end(b, "stop").unwrap();
+    flow.then(a, b);
+    flow.then(b, a);
+    flow.end(b, "stop");
 
     let (result, calls) = run_recording(&flow, &mut Visits::new(), None);
     assert_eq!(result.unwrap(), "stop");
@@ -200,8 +201,8 @@ fn checkpoint_is_not_called_for_a_failing_node() {
     let a = flow.add("a", step("a", "default"));
     let b = flow.add("b", node_fn(|_: &mut Visits, _: &Params| Err(failure("b is broken"))));
     let c = flow.add("c", step("c", "default"));
-    flow.then(a, b).unwrap();
-    flow.then(b, c).unwrap();
+    flow.then(a, b);
+    flow.then(b, c);
 
     let (result, calls) = run_recording(&flow, &mut Visits::new(), None);
     let err = result.unwrap_err();
@@ -231,7 +232,7 @@ fn a_checkpoint_that_fails_stops_the_run_before_the_next_node() {
         "the checkpoint before node `c` could not be saved, so the run stopped before it"
     );
     assert_eq!(std::error::Error::source(&err).unwrap().to_string(), "the disk is full");
-    assert_eq!(err.node(), Some("c"));
+    assert_eq!(err.node(), "c");
     // `a` and `b` ran and their posts stay; `c` did not run without its save.
     assert_eq!(visits, ["a", "b"]);
     assert_eq!(saves.into_inner(), 2);
@@ -329,10 +330,10 @@ fn pipeline(log: &Log, fault: Fault) -> Flow<Doc> {
             Action::new("published")
         }),
     );
-    flow.then(load, fetch).unwrap();
-    flow.edge(fetch, "more", fetch).unwrap();
-    flow.edge(fetch, "done", summarize).unwrap();
-    flow.then(summarize, publish).unwrap();
+    flow.then(load, fetch);
+    flow.edge(fetch, "more", fetch);
+    flow.edge(fetch, "done", summarize);
+    flow.then(summarize, publish);
     flow
 }
 
@@ -545,10 +546,10 @@ fn review_flow() -> Flow<Post> {
             Ok(Action::DEFAULT)
         }),
     );
-    flow.then(draft, review).unwrap();
-    flow.end(review, "ask_human").unwrap();
-    flow.edge(review, "approve", publish).unwrap();
-    flow.edge(review, "reject", draft).unwrap();
+    flow.then(draft, review);
+    flow.end(review, "ask_human");
+    flow.edge(review, "approve", publish);
+    flow.edge(review, "reject", draft);
     flow
 }
 
@@ -660,8 +661,8 @@ fn paused() -> (Flow<Vec<String>>, miniflow::NodeId) {
             Ok(Action::DEFAULT)
         }),
     );
-    flow.end(draft, "ask").unwrap();
-    flow.then(send, done).unwrap();
+    flow.end(draft, "ask");
+    flow.then(send, done);
     (flow, send)
 }
 
@@ -670,10 +671,13 @@ fn a_node_only_resumed_at_is_unreachable_until_declared_an_entry() {
     let (mut flow, send) = paused();
     let err = flow.validate().unwrap_err();
     assert!(
-        matches!(&err, FlowError::Unreachable { nodes, .. } if nodes == &["send", "log"]),
+        matches!(&err, FlowError::InvalidConfig { node, message, .. } if node.is_empty() && message ==
+            "nodes `send`, `log` can never run: no edge leads to them from the start node `draft`; \
+             connect them with `Flow::edge` or `Flow::then`, or remove them (a node that runs only \
+             when a run resumes there is declared with `Flow::entry`)"),
         "{err}"
     );
-    flow.entry(send).unwrap();
+    flow.entry(send);
     flow.validate().unwrap();
 
     let mut log = Vec::new();
@@ -687,13 +691,27 @@ fn a_node_only_resumed_at_is_unreachable_until_declared_an_entry() {
 fn entry_refuses_a_node_of_another_flow() {
     let (_, send) = paused();
     let (mut other, _) = paused();
-    assert!(matches!(other.entry(send), Err(FlowError::ForeignNode { id, .. }) if id == send));
+    let refused = catch_unwind(AssertUnwindSafe(|| {
+        other.entry(send);
+    }))
+    .expect_err("an id of another flow must be refused");
+    assert_eq!(
+        refused.downcast_ref::<String>().map(String::as_str),
+        Some(
+            format!(
+                "{send:?} was returned by another flow's `add`; connect only ids this flow returned"
+            )
+            .as_str()
+        )
+    );
+    // The refused id was not made an entry: `send` is still unreachable in `other`.
+    assert!(other.validate().is_err());
 }
 
 #[test]
 fn a_nested_flow_with_entry_points_is_refused() {
     let (mut inner, send) = paused();
-    inner.entry(send).unwrap();
+    inner.entry(send);
     let mut flow = Flow::new();
     flow.add("review", inner);
     let err = flow.validate().unwrap_err();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use miniflow::{
     Action, BatchNode, Ctx, Error, Flow, FlowError, MAX_ATTEMPTS, Node, Params, Phase, Result,
-    TimedOut, Wait,
+    TimedOut,
 };
 
 mod common;
@@ -159,8 +159,8 @@ impl Node<Store> for Flaky {
         self.max_retries
     }
 
-    fn wait(&self) -> Wait {
-        Wait::fixed(self.wait)
+    fn wait(&self, _: &Error, _: Ctx<'_>) -> Option<Duration> {
+        Some(self.wait)
     }
 }
 
@@ -204,8 +204,8 @@ impl Node<Store> for Rescued {
         self.inner.max_retries()
     }
 
-    fn wait(&self) -> Wait {
-        self.inner.wait()
+    fn wait(&self, error: &Error, cx: Ctx<'_>) -> Option<Duration> {
+        self.inner.wait(error, cx)
     }
 }
 
@@ -378,7 +378,7 @@ fn every_attempt_failing_returns_node_failed_with_the_last_error() {
 
     assert_eq!(node_failed(&err), ("flaky", Phase::Exec, 4));
     assert_eq!(user_error(&err), &Failure("call 3 failed".into()));
-    assert_eq!(err.node(), Some("flaky"));
+    assert_eq!(err.node(), "flaky");
     assert_eq!(err.to_string(), "node `flaky` failed in exec after 4 attempts");
     assert_eq!(probe.calls(), 4);
     assert_eq!(store.posted, Vec::<String>::new(), "post must not run after a failed exec");
@@ -541,8 +541,8 @@ fn max_retries_zero_is_invalid_config_and_exec_never_runs() {
 
     let (node, message) = invalid_config(&err);
     assert_eq!(node, "flaky");
-    assert!(message.starts_with("max_retries() is 0,"), "message: {message}");
-    assert!(err.to_string().starts_with("node `flaky`: max_retries() is 0,"), "{err}");
+    assert!(message.starts_with("node `flaky`: max_retries() is 0,"), "message: {message}");
+    assert_eq!(err.to_string(), message);
     assert_eq!(probe.calls(), 0);
     assert_eq!(store.posted, Vec::<String>::new());
 }
@@ -558,7 +558,7 @@ fn max_retries_above_max_attempts_is_invalid_config_and_exec_never_runs() {
 
     let (node, message) = invalid_config(&err);
     assert_eq!(node, "flaky");
-    assert!(message.starts_with("max_retries() is 1001,"), "message: {message}");
+    assert!(message.starts_with("node `flaky`: max_retries() is 1001,"), "message: {message}");
     assert!(message.ends_with("must be between 1 and 1000"), "message: {message}");
     assert_eq!(probe.calls(), 0);
     assert_eq!(store.posted, Vec::<String>::new());
@@ -584,7 +584,7 @@ fn batch_node_max_retries_zero_is_invalid_config_and_exec_never_runs() {
     let err = smol::block_on(flow.run(&mut outputs)).unwrap_err();
 
     let (_, message) = invalid_config(&err);
-    assert!(message.starts_with("max_retries() is 0,"), "message: {message}");
+    assert!(message.starts_with("node `batch`: max_retries() is 0,"), "message: {message}");
     assert!(log.seen.lock().unwrap().is_empty());
     assert_eq!(outputs, ["untouched"]);
 }

@@ -4,6 +4,7 @@
 //! Also pins down that a built flow is reusable: run twice, or shared by `Arc`, it gives the
 //! same results, because all per-run state lives in the store.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use miniflow::{Action, Flow, FlowError, Node, NodeId, Params, node_fn};
@@ -65,8 +66,8 @@ fn branching_flow() -> Flow<Trail> {
     );
     let even = add_step(&mut flow, "even_branch", "went_even");
     let odd = add_step(&mut flow, "odd_branch", "went_odd");
-    flow.edge(check, "even", even).unwrap();
-    flow.edge(check, "odd", odd).unwrap();
+    flow.edge(check, "even", even);
+    flow.edge(check, "odd", odd);
     flow
 }
 
@@ -79,23 +80,32 @@ fn counting_loop() -> Flow<Trail> {
         "check",
         decide("check", |t| if t.count < 5 { "again".into() } else { "done".into() }),
     );
-    flow.then(inc, check).unwrap();
-    flow.edge(check, "again", inc).unwrap();
-    flow.end(check, "done").unwrap();
+    flow.then(inc, check);
+    flow.edge(check, "again", inc);
+    flow.end(check, "done");
     flow
 }
 
-/// Asserts that `result` is a `DuplicateEdge` for `node` and `action`, with its message.
-fn assert_duplicate(result: Result<(), FlowError>, node: &str, action: &str) {
-    let err = result.expect_err("a second edge for the same action must be refused");
-    let FlowError::DuplicateEdge { node: n, action: a, .. } = &err else {
-        panic!("expected DuplicateEdge, got {err:?}");
+/// Calls `build`, which must panic, and returns the panic's message.
+fn panic_message(build: impl FnOnce()) -> String {
+    let payload = match catch_unwind(AssertUnwindSafe(build)) {
+        Ok(()) => panic!("expected a panic, but the call returned"),
+        Err(payload) => payload,
     };
-    assert_eq!(n, node);
-    assert_eq!(a, action);
-    assert_eq!(err.node(), Some(node));
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(message) => message.to_string(),
+            Err(_) => panic!("a panic without a message"),
+        },
+    }
+}
+
+/// Asserts that `build` panics because `node` already has an edge for `action`, with the
+/// message that says so.
+fn assert_duplicate(build: impl FnOnce(), node: &str, action: &str) {
     assert_eq!(
-        err.to_string(),
+        panic_message(build),
         format!(
             "node `{node}` already has an edge for action {action:?}; an action leads to one place, \
              so remove one of the two edges or give it another action"
@@ -103,16 +113,11 @@ fn assert_duplicate(result: Result<(), FlowError>, node: &str, action: &str) {
     );
 }
 
-/// Asserts that `result` is a `ForeignNode` error for `id`, with its message.
-fn assert_foreign<T: std::fmt::Debug>(result: Result<T, FlowError>, id: NodeId) {
-    let err = result.expect_err("an id of another flow must be refused");
-    let FlowError::ForeignNode { id: got, .. } = &err else {
-        panic!("expected ForeignNode, got {err:?}");
-    };
-    assert_eq!(*got, id);
-    assert_eq!(err.node(), None);
+/// Asserts that `build` panics because it was given `id`, an id of another flow, with the
+/// message that says so.
+fn assert_foreign(build: impl FnOnce(), id: NodeId) {
     assert_eq!(
-        err.to_string(),
+        panic_message(build),
         format!("{id:?} was returned by another flow's `add`; connect only ids this flow returned")
     );
 }
@@ -124,8 +129,8 @@ fn linear_chain_visits_each_node_once_in_edge_order() {
     let a = add_step(&mut flow, "a", "default");
     let c = add_step(&mut flow, "c", "finished");
     let b = add_step(&mut flow, "b", "default");
-    flow.then(a, b).unwrap();
-    flow.then(b, c).unwrap();
+    flow.then(a, b);
+    flow.then(b, c);
 
     let mut trail = Trail::default();
     let last = run(&flow, &mut trail).unwrap();
@@ -183,8 +188,8 @@ fn self_loop_edge_revisits_the_same_node() {
             Ok(if t.count < 3 { "again" } else { "enough" }.into())
         }),
     );
-    flow.edge(tick, "again", tick).unwrap();
-    flow.end(tick, "enough").unwrap();
+    flow.edge(tick, "again", tick);
+    flow.end(tick, "enough");
 
     let mut trail = Trail::default();
     assert_eq!(run(&flow, &mut trail).unwrap(), "enough");
@@ -199,10 +204,10 @@ fn unknown_action_fails_naming_node_action_and_expected_edges() {
     let b = add_step(&mut flow, "b", "typo");
     let left = add_step(&mut flow, "left", "default");
     let right = add_step(&mut flow, "right", "default");
-    flow.then(a, b).unwrap();
-    flow.edge(b, "left", left).unwrap();
-    flow.edge(b, "right", right).unwrap();
-    flow.end(b, "stop").unwrap();
+    flow.then(a, b);
+    flow.edge(b, "left", left);
+    flow.edge(b, "right", right);
+    flow.end(b, "stop");
 
     let mut trail = Trail::default();
     let err = run(&flow, &mut trail).unwrap_err();
@@ -213,7 +218,7 @@ fn unknown_action_fails_naming_node_action_and_expected_edges() {
     assert_eq!(node, "b");
     assert_eq!(action, "typo");
     assert_eq!(expected, &[Action::new("left"), Action::new("right"), Action::new("stop")]);
-    assert_eq!(err.node(), Some("b"));
+    assert_eq!(err.node(), "b");
     assert!(std::error::Error::source(&err).is_none());
     assert_eq!(
         err.to_string(),
@@ -228,7 +233,7 @@ fn unknown_action_fails_naming_node_action_and_expected_edges() {
 fn end_edge_counts_as_an_edge_for_unknown_actions() {
     let mut flow = Flow::new();
     let only = add_step(&mut flow, "only", "default");
-    flow.end(only, "stop").unwrap();
+    flow.end(only, "stop");
 
     let mut trail = Trail::default();
     let err = run(&flow, &mut trail).unwrap_err();
@@ -248,8 +253,8 @@ fn node_without_edges_ends_the_run_with_its_action() {
     let b = add_step(&mut flow, "b", "halt");
     // Never reached: `a` returns "default", and `b` has no edges at all.
     let c = add_step(&mut flow, "c", "default");
-    flow.then(a, b).unwrap();
-    flow.edge(a, "other", c).unwrap();
+    flow.then(a, b);
+    flow.edge(a, "other", c);
 
     let mut trail = Trail::default();
     let last = run(&flow, &mut trail).unwrap();
@@ -274,14 +279,26 @@ fn duplicate_edge_is_refused_and_the_first_edge_is_kept() {
     let a = add_step(&mut flow, "a", "go");
     let first = add_step(&mut flow, "first", "end_first");
     let second = add_step(&mut flow, "second", "end_second");
-    flow.edge(a, "go", first).unwrap();
+    flow.edge(a, "go", first);
 
-    assert_duplicate(flow.edge(a, "go", second), "a", "go");
+    assert_duplicate(
+        || {
+            flow.edge(a, "go", second);
+        },
+        "a",
+        "go",
+    );
     // An action made from a `String` is the same action as one made from a literal.
-    assert_duplicate(flow.edge(a, String::from("go"), second), "a", "go");
+    assert_duplicate(
+        || {
+            flow.edge(a, String::from("go"), second);
+        },
+        "a",
+        "go",
+    );
     // The same action from another node, and another action from `a`, are not duplicates.
-    flow.edge(second, "go", first).unwrap();
-    flow.edge(a, "other", second).unwrap();
+    flow.edge(second, "go", first);
+    flow.edge(a, "other", second);
 
     let mut trail = Trail::default();
     assert_eq!(run(&flow, &mut trail).unwrap(), "end_first");
@@ -294,11 +311,23 @@ fn duplicate_then_is_refused() {
     let a = add_step(&mut flow, "a", "default");
     let b = add_step(&mut flow, "b", "default");
     let c = add_step(&mut flow, "c", "default");
-    flow.then(a, b).unwrap();
+    flow.then(a, b);
 
-    assert_duplicate(flow.then(a, c), "a", "default");
+    assert_duplicate(
+        || {
+            flow.then(a, c);
+        },
+        "a",
+        "default",
+    );
     // Same target again is still a second edge for the action.
-    assert_duplicate(flow.then(a, b), "a", "default");
+    assert_duplicate(
+        || {
+            flow.then(a, b);
+        },
+        "a",
+        "default",
+    );
 }
 
 #[test]
@@ -306,22 +335,40 @@ fn then_and_an_explicit_default_edge_clash() {
     let mut flow = Flow::new();
     let a = add_step(&mut flow, "a", "default");
     let b = add_step(&mut flow, "b", "default");
-    flow.then(a, b).unwrap();
-    assert_duplicate(flow.edge(a, "default", b), "a", "default");
+    flow.then(a, b);
+    assert_duplicate(
+        || {
+            flow.edge(a, "default", b);
+        },
+        "a",
+        "default",
+    );
 
     let mut flow = Flow::new();
     let a = add_step(&mut flow, "a", "default");
     let b = add_step(&mut flow, "b", "default");
-    flow.edge(a, Action::DEFAULT, b).unwrap();
-    assert_duplicate(flow.then(a, b), "a", "default");
+    flow.edge(a, Action::DEFAULT, b);
+    assert_duplicate(
+        || {
+            flow.then(a, b);
+        },
+        "a",
+        "default",
+    );
 }
 
 #[test]
 fn duplicate_end_is_refused() {
     let mut flow = Flow::new();
     let a = add_step(&mut flow, "a", "stop");
-    flow.end(a, "stop").unwrap();
-    assert_duplicate(flow.end(a, "stop"), "a", "stop");
+    flow.end(a, "stop");
+    assert_duplicate(
+        || {
+            flow.end(a, "stop");
+        },
+        "a",
+        "stop",
+    );
 }
 
 #[test]
@@ -329,11 +376,23 @@ fn edge_and_end_for_the_same_action_clash() {
     let mut flow = Flow::new();
     let a = add_step(&mut flow, "a", "stop");
     let b = add_step(&mut flow, "b", "stop");
-    flow.edge(a, "stop", b).unwrap();
-    assert_duplicate(flow.end(a, "stop"), "a", "stop");
+    flow.edge(a, "stop", b);
+    assert_duplicate(
+        || {
+            flow.end(a, "stop");
+        },
+        "a",
+        "stop",
+    );
 
-    flow.end(b, "stop").unwrap();
-    assert_duplicate(flow.edge(b, "stop", a), "b", "stop");
+    flow.end(b, "stop");
+    assert_duplicate(
+        || {
+            flow.edge(b, "stop", a);
+        },
+        "b",
+        "stop",
+    );
 
     // The edges made first are the ones that count: a -> b, then b ends.
     let mut trail = Trail::default();
@@ -346,9 +405,9 @@ fn explicit_end_edge_ends_the_run_although_the_node_has_other_edges() {
     let mut flow = Flow::new();
     let check = add_step(&mut flow, "check", "stop");
     let more = add_step(&mut flow, "more", "default");
-    flow.edge(check, "more", more).unwrap();
-    flow.end(check, "stop").unwrap();
-    flow.then(more, check).unwrap();
+    flow.edge(check, "more", more);
+    flow.end(check, "stop");
+    flow.then(more, check);
 
     let mut trail = Trail::default();
     assert_eq!(run(&flow, &mut trail).unwrap(), "stop");
@@ -361,18 +420,18 @@ fn set_start_makes_runs_begin_at_that_node() {
     let a = add_step(&mut flow, "a", "default");
     let b = add_step(&mut flow, "b", "default");
     let c = add_step(&mut flow, "c", "last");
-    flow.then(a, b).unwrap();
-    flow.then(b, c).unwrap();
+    flow.then(a, b);
+    flow.then(b, c);
     // Keeps `a` reachable from every start (an unreachable node is an error).
-    flow.edge(c, "again", a).unwrap();
-    flow.end(c, "last").unwrap();
-    flow.set_start(b).unwrap();
+    flow.edge(c, "again", a);
+    flow.end(c, "last");
+    flow.set_start(b);
 
     let mut trail = Trail::default();
     assert_eq!(run(&flow, &mut trail).unwrap(), "last");
     assert_eq!(trail.visits, ["b", "c"]);
 
-    flow.set_start(c).unwrap();
+    flow.set_start(c);
     let mut trail = Trail::default();
     assert_eq!(run(&flow, &mut trail).unwrap(), "last");
     assert_eq!(trail.visits, ["c"]);
@@ -392,19 +451,54 @@ fn ids_of_another_flow_are_refused_everywhere() {
     let b = add_step(&mut flow, "b", "end_b");
 
     for foreign in [same_index, out_of_range] {
-        assert_foreign(flow.edge(foreign, "go", a), foreign);
-        assert_foreign(flow.edge(a, "go", foreign), foreign);
-        assert_foreign(flow.then(foreign, a), foreign);
-        assert_foreign(flow.then(a, foreign), foreign);
-        assert_foreign(flow.end(foreign, "stop"), foreign);
-        assert_foreign(flow.set_start(foreign), foreign);
-        assert_foreign(flow.name(foreign), foreign);
+        assert_foreign(
+            || {
+                flow.edge(foreign, "go", a);
+            },
+            foreign,
+        );
+        assert_foreign(
+            || {
+                flow.edge(a, "go", foreign);
+            },
+            foreign,
+        );
+        assert_foreign(
+            || {
+                flow.then(foreign, a);
+            },
+            foreign,
+        );
+        assert_foreign(
+            || {
+                flow.then(a, foreign);
+            },
+            foreign,
+        );
+        assert_foreign(
+            || {
+                flow.end(foreign, "stop");
+            },
+            foreign,
+        );
+        assert_foreign(
+            || {
+                flow.set_start(foreign);
+            },
+            foreign,
+        );
+        assert_foreign(
+            || {
+                flow.name(foreign);
+            },
+            foreign,
+        );
     }
-    assert_eq!(other.name(same_index).unwrap(), "x");
-    assert_eq!(other.name(out_of_range).unwrap(), "z");
+    assert_eq!(other.name(same_index), "x");
+    assert_eq!(other.name(out_of_range), "z");
 
     // None of the refused calls left an edge or moved the start behind.
-    flow.then(a, b).unwrap();
+    flow.then(a, b);
     let mut trail = Trail::default();
     assert_eq!(run(&flow, &mut trail).unwrap(), "end_b");
     assert_eq!(trail.visits, ["a", "b"]);
@@ -417,11 +511,12 @@ fn running_an_empty_flow_is_an_error() {
 
     let err = run(&flow, &mut trail).unwrap_err();
 
-    let FlowError::EmptyFlow { node, .. } = &err else {
-        panic!("expected EmptyFlow, got {err:?}");
+    let FlowError::InvalidConfig { node, message, .. } = &err else {
+        panic!("expected InvalidConfig, got {err:?}");
     };
     assert_eq!(node, "");
-    assert_eq!(err.node(), Some(""));
+    assert_eq!(err.node(), "");
+    assert_eq!(message, "the flow has no nodes; add one with `Flow::add` before running it");
     assert_eq!(
         err.to_string(),
         "the flow has no nodes; add one with `Flow::add` before running it"
@@ -483,9 +578,9 @@ fn odd_actions_flow() -> Flow<Trail> {
     let blank = add_step(&mut flow, "blank", "from_blank");
     let check_mark = add_step(&mut flow, "häkchen", "from_check_mark");
     let plain = add_step(&mut flow, "plain", "from_plain");
-    flow.edge(route, "", blank).unwrap();
-    flow.edge(route, String::from("✓ fertig"), check_mark).unwrap();
-    flow.then(route, plain).unwrap();
+    flow.edge(route, "", blank);
+    flow.edge(route, String::from("✓ fertig"), check_mark);
+    flow.then(route, plain);
     flow
 }
 

@@ -34,8 +34,8 @@ fn endless() -> Flow<u64> {
         }),
     );
     let fix = flow.add("fix", node_fn(|_: &mut u64, _| Ok(Action::DEFAULT)));
-    flow.edge(check, "fix", fix).unwrap();
-    flow.then(fix, check).unwrap();
+    flow.edge(check, "fix", fix);
+    flow.then(fix, check);
     flow
 }
 
@@ -64,7 +64,7 @@ impl Node<u64> for CacheHit {
 fn endless_exec() -> Flow<u64> {
     let mut flow = Flow::new();
     let hit = flow.add("hit", CacheHit);
-    flow.then(hit, hit).unwrap();
+    flow.then(hit, hit);
     flow
 }
 
@@ -215,8 +215,8 @@ fn a_chain_gives_one_turn_per_256_node_runs() {
                 Ok(if *n < runs { "again" } else { "done" }.into())
             }),
         );
-        flow.edge(count, "again", count).unwrap();
-        flow.end(count, "done").unwrap();
+        flow.edge(count, "again", count);
+        flow.end(count, "done");
         let mut n = 0;
         let (action, polls) = run_by_hand(&flow, &mut n);
         assert_eq!((action.as_str(), n), ("done", runs));
@@ -339,7 +339,7 @@ fn dropped_after_any_turn_the_store_holds_whole_posts() {
             Ok(Action::DEFAULT)
         }),
     );
-    flow.then(step, step).unwrap();
+    flow.then(step, step);
     for k in [1, 2, 3, 50] {
         let mut store = (0, 0);
         let options = RunOptions::new().max_steps(BACKSTOP);

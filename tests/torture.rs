@@ -557,7 +557,7 @@ fn batch_async_flow_applies_every_sub_run_post_once_within_its_limit() {
             let id = inner
                 .add(format!("s{step}"), Leg { step, last: step + 1 == steps, probe, sub_runs });
             if let Some(previous) = previous {
-                inner.then(previous, id).unwrap();
+                inner.then(previous, id);
             }
             previous = Some(id);
         }
@@ -806,7 +806,7 @@ fn parallel_branches_post_once_within_the_limit_and_join_in_the_order_added() {
                         }
                         let id = flow.add(format!("s{j}"), step);
                         if let Some(previous) = previous {
-                            flow.then(previous, id).unwrap();
+                            flow.then(previous, id);
                         }
                         previous = Some(id);
                         branch_keys.push(key);
@@ -854,8 +854,8 @@ fn parallel_branches_post_once_within_the_limit_and_join_in_the_order_added() {
                 Ok(Action::DEFAULT)
             }),
         );
-        flow.then(before, par).unwrap();
-        flow.edge(par, "joined", after).unwrap();
+        flow.then(before, par);
+        flow.edge(par, "joined", after);
 
         let mut store = ParStore::default();
         let events = Mutex::new(Vec::new());
@@ -1116,7 +1116,7 @@ fn concurrent_batch_nodes_in_batch_async_flows_in_parallel_branches_give_the_com
             };
             let tally =
                 inner.add("tally", Other { fan: b, role: Role::Tally, probe: probe.clone() });
-            inner.then(first, tally).unwrap();
+            inner.then(first, tally);
             let sets: Vec<Params> = (0..)
                 .zip(&plan.subs)
                 .map(|(s, sub)| {
@@ -1363,12 +1363,12 @@ fn shared_flow(probe: &Arc<Probe>) -> Flow<RunStore> {
             Ok(if store.loops < params.int("loops")? { "again" } else { "done" }.into())
         }),
     );
-    flow.then(load, mul).unwrap();
-    flow.then(mul, fan).unwrap();
-    flow.then(fan, par).unwrap();
-    flow.then(par, check).unwrap();
-    flow.edge(check, "again", mul).unwrap();
-    flow.end(check, "done").unwrap();
+    flow.then(load, mul);
+    flow.then(mul, fan);
+    flow.then(fan, par);
+    flow.then(par, check);
+    flow.edge(check, "again", mul);
+    flow.end(check, "done");
     flow
 }
 
@@ -1589,7 +1589,7 @@ fn cancel_flow(c: &Config, probe: &Arc<Probe>) -> Flow<Ledger> {
     let mut sub = Flow::new();
     let left = sub.add("left", stage("left", c.left, false));
     let right = sub.add("right", stage("right", c.right, true));
-    sub.then(left, right).unwrap();
+    sub.then(left, right);
     let subs = c.subs.clone();
     let fan = BatchAsyncFlow::new(sub, move |_: &Ledger, _: &Params| {
         let set = |(i, &extra): (usize, &usize)| {
@@ -1606,7 +1606,7 @@ fn cancel_flow(c: &Config, probe: &Arc<Probe>) -> Flow<Ledger> {
     let mut f = Flow::new();
     let f1 = f.add("f1", stage("par/f/f1", c.f1, false));
     let f2 = f.add("f2", stage("par/f/f2", c.f2, true));
-    f.then(f1, f2).unwrap();
+    f.then(f1, f2);
     let par = Parallel::new()
         .branch("x", stage("par/x", c.x, true))
         .branch("f", f)
@@ -1623,10 +1623,10 @@ fn cancel_flow(c: &Config, probe: &Arc<Probe>) -> Flow<Ledger> {
     let fan = flow.add("fan", fan);
     let par = flow.add("par", par);
     let z = flow.add("z", stage("z", c.z, true));
-    flow.then(a, batch).unwrap();
-    flow.then(batch, fan).unwrap();
-    flow.then(fan, par).unwrap();
-    flow.then(par, z).unwrap();
+    flow.then(a, batch);
+    flow.then(batch, fan);
+    flow.then(fan, par);
+    flow.then(par, z);
     flow
 }
 

@@ -33,6 +33,7 @@
 
 pub mod openai;
 pub mod text;
+pub mod trace;
 
 /// What each example's `main` returns: `Ok`, or the error that stopped it.
 ///

@@ -1,0 +1,386 @@
+//! Fan-outs: [`BatchFlow`] and [`BatchAsyncFlow`] (one run of a flow per params set, one after
+//! another or concurrently) and [`Parallel`] (several different nodes at once), all three
+//! made of one engine.
+
+use std::fmt;
+
+use crate::flow::check_name;
+use crate::run::{self, IntoNode, Outcome, Scope, Sealed, Shape, Step, Store, Visit, marker};
+use crate::{Action, Flow, Params, Phase, Result};
+
+type PrepFn<S> = Box<dyn Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync>;
+type PostFn<S> = Box<dyn Fn(&mut S, Vec<Params>, Vec<Action>) -> Result<Action> + Send + Sync>;
+
+/// What a fan-out runs: a job is a sub-run of a flow, or a branch.
+enum Jobs<S> {
+    /// A batch flow's: the flow, once per params set its prep returns.
+    SubRuns(Flow<S>),
+    /// A parallel node's: each branch once (its prep returns no params sets).
+    Branches(Vec<(String, Box<dyn Step<S>>)>),
+}
+
+/// The engine of the three: prep, then the jobs one after another (`limit` 1) or up to
+/// `limit` at once, then post with every job's action in input order. `kind` names the type
+/// it makes, for diagrams and `Debug`.
+struct Fan<S> {
+    jobs: Jobs<S>,
+    prep: PrepFn<S>,
+    post: Option<PostFn<S>>,
+    limit: usize,
+    kind: &'static str,
+}
+
+impl<S: Send> Fan<S> {
+    fn new(jobs: Jobs<S>, prep: PrepFn<S>, limit: usize, kind: &'static str) -> Self {
+        Fan { jobs, prep, post: None, limit, kind }
+    }
+
+    async fn run(&self, mut store: Store<'_, S>, scope: &Scope<'_>) -> Outcome<Action> {
+        let path = scope.path;
+        let sets = store.phase(path, Phase::Prep, 0, |s| (self.prep)(s, scope.params))?;
+        let count = match &self.jobs {
+            Jobs::SubRuns(_) => sets.len(),
+            Jobs::Branches(branches) => branches.len(),
+        };
+        let actions = if self.limit == 1 {
+            let mut actions = Vec::with_capacity(count);
+            for i in 0..count {
+                if i % run::TURN == run::TURN - 1 {
+                    run::Turn::new().await; // jobs of a node or two never reach their own
+                }
+                actions.push(self.job(i, &sets, store.reborrow(), scope).await?);
+            }
+            actions
+        } else {
+            // Concurrent jobs share the store through a lock taken once per prep and post.
+            let mut own = None;
+            let (lock, sets) = (store.lock(&mut own), &sets);
+            let jobs = (0..count).map(|i| async move {
+                (i, self.job(i, sets, Store::Shared(lock), scope).await.map(|action| (action, 0)))
+            });
+            run::run_all(jobs, self.limit).await?.0
+        };
+        match &self.post {
+            None => Ok(Action::DEFAULT),
+            Some(post) => store.phase(path, Phase::Post, 0, |s| post(s, sets, actions)),
+        }
+    }
+
+    /// Job `i`: sub-run `i`, with params set `i` merged over the inherited params (borrowed
+    /// when either side is empty: no reference count touched), or branch `i`.
+    async fn job(
+        &self,
+        i: usize,
+        sets: &[Params],
+        store: Store<'_, S>,
+        scope: &Scope<'_>,
+    ) -> Outcome<Action> {
+        match &self.jobs {
+            Jobs::SubRuns(flow) => {
+                let (inherited, set, merged) = (scope.params, &sets[i], &mut None);
+                let params = match (inherited.is_empty(), set.is_empty()) {
+                    (true, _) => set,
+                    (_, true) => inherited,
+                    _ => merged.insert(inherited.merged(set)),
+                };
+                let path = scope.path.item(i);
+                flow.run_in(store, &Scope { params, path: &path, ..*scope }, None, None).await
+            }
+            Jobs::Branches(branches) => {
+                let (name, step) = &branches[i];
+                let path = scope.path.child(name);
+                Ok(run::visit(&**step, store, &Scope { path: &path, ..*scope }).await?.0)
+            }
+        }
+    }
+}
+
+impl<S: Send> Step<S> for Fan<S> {
+    fn run<'a>(&'a self, store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
+        run::boxed(move || async move { Ok((Fan::run(self, store, scope).await?, 0)) })
+    }
+
+    fn shape(&self) -> Shape<'_, S> {
+        match &self.jobs {
+            Jobs::SubRuns(flow) => Shape::Flow(flow, Some(self.kind)),
+            Jobs::Branches(branches) => Shape::Parallel(branches),
+        }
+    }
+}
+
+impl<S> fmt::Debug for Fan<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct(self.kind);
+        match &self.jobs {
+            Jobs::SubRuns(flow) => out.field("flow", flow),
+            Jobs::Branches(branches) => {
+                let names: Vec<&str> = branches.iter().map(|(name, _)| &**name).collect();
+                out.field("branches", &names)
+            }
+        };
+        out.field("max_in_flight", &self.limit).field("post", &self.post.is_some()).finish()
+    }
+}
+
+/// Runs an inner [`Flow`] once per params set, one run after another.
+///
+/// Its prep (a closure given to [`new`](BatchFlow::new)) reads the store and the params it
+/// inherited and returns one [`Params`] per sub-run; each sub-run sees those merged over the
+/// inherited ones ([`Params::merged`]), so batch flows nest: a school's flow passes
+/// `school` down, each class run adds `class`, and a node deep inside reads both. Its optional
+/// [`post`](BatchFlow::post) sees every sub-run's last action.
+///
+/// A `BatchFlow` is a node: [`add`](Flow::add) it to a flow. Its action is [`Action::DEFAULT`]
+/// unless a post returns another. A sub-run that fails fails the batch flow (its nodes are
+/// named `"name[i]/node"`), and the remaining sub-runs do not run.
+///
+/// ```
+/// use miniflow::{Action, BatchFlow, Flow, Params, node_fn};
+///
+/// // The inner flow: one node that adds the item's number to the total.
+/// let mut add = Flow::new();
+/// add.add("add", node_fn(|total: &mut i64, p| {
+///     *total += p.int("n")?;
+///     Ok(Action::DEFAULT)
+/// }));
+///
+/// let batch = BatchFlow::new(add, |_total: &i64, _params: &Params| {
+///     Ok((1..=4).map(|n| Params::new().with("n", n)).collect())
+/// })
+/// .post(|total, _sets, actions| {
+///     assert_eq!(actions.len(), 4); // every sub-run ended with "default"
+///     Ok(if *total > 5 { "big" } else { "small" }.into())
+/// });
+///
+/// let mut flow = Flow::new();
+/// flow.add("sum", batch);
+/// let mut total = 0;
+/// assert_eq!(smol::block_on(flow.run(&mut total))?, "big");
+/// assert_eq!(total, 10);
+/// # Ok::<(), miniflow::Error>(())
+/// ```
+#[must_use = "a batch flow does nothing until it is added to a flow and run"]
+pub struct BatchFlow<S>(Fan<S>);
+
+impl<S: Send> BatchFlow<S> {
+    /// A batch flow that runs `flow` once per params set `prep` returns.
+    pub fn new<P>(flow: Flow<S>, prep: P) -> Self
+    where
+        P: Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync + 'static,
+    {
+        BatchFlow(Fan::new(Jobs::SubRuns(flow), Box::new(prep), 1, "BatchFlow"))
+    }
+}
+
+/// Runs an inner [`Flow`] once per params set, the sub-runs concurrently.
+///
+/// The same as [`BatchFlow`], except that the sub-runs overlap: while one awaits in an `exec`,
+/// the others go on, up to [`max_in_flight`](BatchAsyncFlow::max_in_flight) at once (no limit
+/// by default). They are polled inside the run's own task — nothing is spawned — and share the
+/// one store: each `prep` and `post` has it to itself while it runs (they are synchronous, so
+/// that never blocks an `exec`). Give each sub-run its own place in the store (a map keyed by
+/// a param, or an entry per index) so that concurrent sub-runs do not overwrite each other,
+/// and update shared values inside `post` (see
+/// [concurrent updates](crate#concurrent-updates-to-the-store)).
+///
+/// The post sees each sub-run's last action in input order. The first sub-run to fail fails
+/// the batch flow; the others still in flight are dropped (what their `post`s had written
+/// stays).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use miniflow::{Action, BatchAsyncFlow, Ctx, Flow, Node, Params, Result};
+///
+/// struct Square;
+/// impl Node<BTreeMap<i64, i64>> for Square {
+///     type Prep = i64;
+///     type Output = i64;
+///     fn prep(&self, _: &BTreeMap<i64, i64>, p: &Params) -> Result<i64> {
+///         Ok(p.int("n")?)
+///     }
+///     async fn exec(&self, n: &i64, _cx: Ctx<'_>) -> Result<i64> {
+///         Ok(n * n) // imagine a slow call here: the sub-runs overlap
+///     }
+///     fn post(&self, out: &mut BTreeMap<i64, i64>, n: i64, sq: i64) -> Result<Action> {
+///         out.insert(n, sq); // each sub-run writes its own key
+///         Ok(Action::DEFAULT)
+///     }
+/// }
+///
+/// let mut square = Flow::new();
+/// square.add("square", Square);
+/// let fan_out = BatchAsyncFlow::new(square, |_: &BTreeMap<i64, i64>, _: &Params| {
+///     Ok((1..=3).map(|n| Params::new().with("n", n)).collect())
+/// })
+/// .max_in_flight(2);
+///
+/// let mut flow = Flow::new();
+/// flow.add("squares", fan_out);
+/// let mut out = BTreeMap::new();
+/// smol::block_on(flow.run(&mut out))?;
+/// assert_eq!(out.into_iter().collect::<Vec<_>>(), [(1, 1), (2, 4), (3, 9)]);
+/// # Ok::<(), miniflow::Error>(())
+/// ```
+#[must_use = "a batch flow does nothing until it is added to a flow and run"]
+pub struct BatchAsyncFlow<S>(Fan<S>);
+
+impl<S: Send> BatchAsyncFlow<S> {
+    /// A batch flow that runs `flow` once per params set `prep` returns, concurrently.
+    pub fn new<P>(flow: Flow<S>, prep: P) -> Self
+    where
+        P: Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync + 'static,
+    {
+        BatchAsyncFlow(Fan::new(Jobs::SubRuns(flow), Box::new(prep), usize::MAX, "BatchAsyncFlow"))
+    }
+
+    /// Allows at most `limit` sub-runs in flight at once (by default there is no limit);
+    /// 1 makes it run like a [`BatchFlow`].
+    ///
+    /// # Panics
+    /// If `limit` is 0: no sub-run could ever start. Use `usize::MAX` for no limit.
+    pub fn max_in_flight(mut self, limit: usize) -> Self {
+        self.0.limit = in_flight(limit);
+        self
+    }
+}
+
+/// A node that runs several different nodes or flows — its *branches* — concurrently on the
+/// same store, and goes on when all of them have finished.
+///
+/// Use it where steps do not depend on each other: a song title and a list of characters can
+/// both be written from a movie title, so a flow runs them side by side and the next node
+/// sees both results. Branches are any nodes, batch nodes or flows, each added with a name
+/// (their paths are `"parallel/branch"`); they are polled together in the run's own task —
+/// nothing is spawned — up to [`max_in_flight`](Parallel::max_in_flight) at once.
+///
+/// Like the branches of a [`BatchAsyncFlow`](crate::BatchAsyncFlow), they share the store:
+/// each `prep` and `post` has it to itself while it runs. Let each branch write its own part
+/// of the store. If a branch fails, the parallel node fails with its error and the branches
+/// still running are dropped (what their `post`s already wrote stays). When all have
+/// finished, the optional [`post`](Parallel::post) sees each branch's action, in the order
+/// they were added, and picks the parallel node's action ([`Action::DEFAULT`] without one).
+///
+/// ```
+/// use miniflow::{Action, Flow, Parallel, node_fn};
+///
+/// #[derive(Default)]
+/// struct Movie { title: String, song: String, characters: Vec<String>, pitch: String }
+///
+/// let both = Parallel::new()
+///     .branch("song", node_fn(|m: &mut Movie, _| {
+///         m.song = format!("The {} Theme", m.title);
+///         Ok(Action::DEFAULT)
+///     }))
+///     .branch("characters", node_fn(|m: &mut Movie, _| {
+///         m.characters = vec!["Ada".into(), "Bob".into()];
+///         Ok(Action::DEFAULT)
+///     }));
+///
+/// let mut flow = Flow::new();
+/// let ideas = flow.add("ideas", both);
+/// let pitch = flow.add("pitch", node_fn(|m: &mut Movie, _| {
+///     m.pitch = format!("{} sing {:?}", m.characters.join(" and "), m.song);
+///     Ok(Action::DEFAULT)
+/// }));
+/// flow.then(ideas, pitch);
+///
+/// let mut movie = Movie { title: "Rust".into(), ..Movie::default() };
+/// smol::block_on(flow.run(&mut movie))?;
+/// assert_eq!(movie.pitch, r#"Ada and Bob sing "The Rust Theme""#);
+/// # Ok::<(), miniflow::Error>(())
+/// ```
+#[must_use = "a parallel node does nothing until it is added to a flow and run"]
+pub struct Parallel<S>(Fan<S>);
+
+impl<S: Send> Parallel<S> {
+    /// A parallel node with no branches yet (run as it is, it goes straight to its post).
+    pub fn new() -> Self {
+        let no_sets = Box::new(|_: &S, _: &Params| Ok(Vec::new()));
+        Parallel(Fan::new(Jobs::Branches(Vec::new()), no_sets, usize::MAX, "Parallel"))
+    }
+
+    /// Adds a branch: any node, batch node or flow, as [`Flow::add`](crate::Flow::add) takes.
+    ///
+    /// # Panics
+    /// If `name` is not a valid node name or another branch has it, as for `Flow::add`.
+    pub fn branch<N, M>(mut self, name: impl Into<String>, node: N) -> Self
+    where
+        N: IntoNode<S, M>,
+    {
+        let Jobs::Branches(branches) = &mut self.0.jobs else { unreachable!("a parallel node") };
+        let name =
+            check_name(name.into(), branches.iter().map(|(n, _)| &**n), "this parallel node");
+        branches.push((name, node.into_step()));
+        self
+    }
+
+    /// Runs at most `limit` branches at once (by default all of them); the others start as
+    /// running ones finish, in the order they were added.
+    ///
+    /// # Panics
+    /// If `limit` is 0: no branch could ever start. Use `usize::MAX` for no limit.
+    pub fn max_in_flight(mut self, limit: usize) -> Self {
+        self.0.limit = in_flight(limit);
+        self
+    }
+
+    /// Sets the post: it gets the store and each branch's action (in the order the branches
+    /// were added) and returns the parallel node's action.
+    pub fn post<P>(mut self, post: P) -> Self
+    where
+        P: Fn(&mut S, Vec<Action>) -> Result<Action> + Send + Sync + 'static,
+    {
+        self.0.post = Some(Box::new(move |store, _, actions| post(store, actions)));
+        self
+    }
+}
+
+impl<S: Send> Default for Parallel<S> {
+    fn default() -> Self {
+        Parallel::new()
+    }
+}
+
+/// Checks an in-flight limit given to a builder.
+fn in_flight(limit: usize) -> usize {
+    assert!(
+        limit > 0,
+        "max_in_flight(0) would never start a job; use 1 or more (usize::MAX for no limit)"
+    );
+    limit
+}
+
+macro_rules! fan_types {
+    ($($ty:ident),*) => {$(
+        impl<S: Send + 'static> Sealed<S, marker::Nested> for $ty<S> {
+            fn into_step(self) -> Box<dyn Step<S>> {
+                Box::new(self.0)
+            }
+        }
+
+        impl<S> fmt::Debug for $ty<S> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    )*};
+}
+fan_types!(BatchFlow, BatchAsyncFlow, Parallel);
+
+macro_rules! batch_flow_post {
+    ($($ty:ident),*) => {$(
+        impl<S: Send> $ty<S> {
+            /// Sets the batch flow's post: it gets the store, the params sets prep returned and
+            /// the last action of each sub-run (in the same order), and returns the batch flow's
+            /// action. Without one, the action is [`Action::DEFAULT`].
+            pub fn post<P>(mut self, post: P) -> Self
+            where
+                P: Fn(&mut S, Vec<Params>, Vec<Action>) -> Result<Action> + Send + Sync + 'static,
+            {
+                self.0.post = Some(Box::new(post));
+                self
+            }
+        }
+    )*};
+}
+batch_flow_post!(BatchFlow, BatchAsyncFlow);
