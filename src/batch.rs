@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::retry;
 use crate::run::{self, Scope, Sealed, Shape, Step, Store, Visit, marker};
 use crate::{Action, Ctx, Error, Params, Phase, Result};
 
@@ -124,7 +125,7 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
         let node = &self.0;
         run::boxed(move || async move {
             let (path, limit) = (scope.path, node.max_in_flight());
-            run::check(node.max_retries(), node.timeout(), limit, path)?;
+            retry::check(node.max_retries(), node.timeout(), limit, path)?;
             let items = store.phase(path, Phase::Prep, 0, |s| node.prep(s, scope.params))?;
             let (outputs, attempts) = if limit == 1 {
                 // Item after item, each item's future awaited where it is built: a job future
@@ -132,11 +133,11 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
                 let (mut outputs, mut total) = (Vec::with_capacity(items.len()), 0);
                 for (i, item) in items.iter().enumerate() {
                     if i % run::TURN == run::TURN - 1 {
-                        run::Turn::new().await;
+                        run::Turn::default().await;
                     }
                     let path = path.item(i);
                     let (output, attempts) =
-                        run::retry!(node, item, Ctx::new(&path, node.max_retries(), scope))?;
+                        retry::retry!(node, item, Ctx::new(&path, node.max_retries(), scope))?;
                     outputs.push(output);
                     total += attempts;
                 }
@@ -145,7 +146,7 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
                 let items = &items;
                 let jobs = (0..items.len()).map(|i| async move {
                     let path = path.item(i);
-                    (i, run::retry!(node, &items[i], Ctx::new(&path, node.max_retries(), scope)))
+                    (i, retry::retry!(node, &items[i], Ctx::new(&path, node.max_retries(), scope)))
                 });
                 run::run_all(jobs, limit).await?
             };

@@ -46,7 +46,7 @@ impl<S: Send> Fan<S> {
             let mut actions = Vec::with_capacity(count);
             for i in 0..count {
                 if i % run::TURN == run::TURN - 1 {
-                    run::Turn::new().await; // jobs of a node or two never reach their own
+                    run::Turn::default().await; // jobs of a node or two never reach their own
                 }
                 actions.push(self.job(i, &sets, store.reborrow(), scope).await?);
             }
@@ -66,8 +66,8 @@ impl<S: Send> Fan<S> {
         }
     }
 
-    /// Job `i`: sub-run `i`, with params set `i` merged over the inherited params (borrowed
-    /// when either side is empty: no reference count touched), or branch `i`.
+    /// Job `i`: sub-run `i`, with params set `i` merged over the inherited params, or branch
+    /// `i`.
     async fn job(
         &self,
         i: usize,
@@ -77,19 +77,21 @@ impl<S: Send> Fan<S> {
     ) -> Outcome<Action> {
         match &self.jobs {
             Jobs::SubRuns(flow) => {
-                let (inherited, set, merged) = (scope.params, &sets[i], &mut None);
-                let params = match (inherited.is_empty(), set.is_empty()) {
-                    (true, _) => set,
-                    (_, true) => inherited,
-                    _ => merged.insert(inherited.merged(set)),
-                };
-                let path = scope.path.item(i);
-                flow.run_in(store, &Scope { params, path: &path, ..*scope }, None, None).await
+                let (params, path) = (scope.params.merged(&sets[i]), scope.path.item(i));
+                let scope = Scope { params: &params, path: &path, ..*scope };
+                flow.run_in(store, &scope, None, None).await
             }
             Jobs::Branches(branches) => {
+                // One node run, as a flow's loop makes it: counted, and observed if the run is.
                 let (name, step) = &branches[i];
                 let path = scope.path.child(name);
-                Ok(run::visit(&**step, store, &Scope { path: &path, ..*scope }).await?.0)
+                let scope = Scope { path: &path, ..*scope };
+                run::count(scope.run, &path)?;
+                let visit = match scope.run.observer {
+                    None => step.run(store, &scope).await,
+                    Some(observer) => run::observed(observer, &**step, store, &scope).await,
+                };
+                Ok(visit?.0)
             }
         }
     }

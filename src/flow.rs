@@ -465,18 +465,15 @@ impl<S: Send> Flow<S> {
             Some(name) => self.find(name)?,
             None => self.start,
         };
-        // The last node runs, for the step limit's error: a ring of indices costs no allocation.
-        // Kept only under a step limit, the one error that lists them.
-        let (mut recent, mut runs, limited) = ([0; RECENT], 0, scope.run.limited());
-        let mut visits = 0usize;
+        // The node runs so far, with the last few in a ring (for the step limit's error: a
+        // ring of indices costs no allocation).
+        let (mut recent, mut runs) = ([0; RECENT], 0usize);
         loop {
-            visits += 1;
-            if visits.is_multiple_of(run::TURN) {
-                run::Turn::new().await; // between two nodes: every `post` so far is whole
+            if runs % run::TURN == run::TURN - 1 {
+                run::Turn::default().await; // between two nodes: every `post` so far is whole
             }
             let slot = &self.slots[current];
             let path = scope.path.child(&slot.name);
-            // `run::visit`, written out so that the step's own future is awaited directly.
             let (step, inner) = (&*slot.step, Scope { path: &path, ..*scope });
             let result = match (run::count(scope.run, &path), scope.run.observer) {
                 (Err(error), _) => Err(error),
@@ -492,10 +489,8 @@ impl<S: Send> Flow<S> {
                 Ok((action, _)) => action,
                 Err(error) => return Err(self.trail(error, &recent, runs, scope.path)),
             };
-            if limited {
-                recent[runs % RECENT] = current;
-                runs += 1;
-            }
+            recent[runs % RECENT] = current;
+            runs += 1;
             current = match slot.edges.iter().find(|(a, _)| *a == action) {
                 Some((_, Some(next))) => *next,
                 Some((_, None)) => return Ok(action),

@@ -465,8 +465,8 @@ mod mermaid;
 mod node;
 mod observe;
 mod params;
+mod retry;
 mod run;
-mod wait;
 
 pub use action::Action;
 pub use batch::BatchNode;
@@ -476,8 +476,8 @@ pub use flow::{Flow, NodeId, RunOptions};
 pub use node::{Ctx, Node, NodeFn, node_fn};
 pub use observe::{Event, Observer};
 pub use params::{Params, Value};
-pub use run::{IntoNode, MAX_ATTEMPTS, MAX_DEPTH, NodePath};
-pub use wait::{Backoff, TimedOut};
+pub use retry::{Backoff, MAX_ATTEMPTS, TimedOut};
+pub use run::{IntoNode, MAX_DEPTH, NodePath};
 
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]

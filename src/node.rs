@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::retry;
 use crate::run::{self, NodePath, RunCx, Scope, Sealed, Step, Store, Visit, marker};
 use crate::{Action, Error, Event, Params, Phase, Result};
 
@@ -335,10 +336,10 @@ impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
         let node = &self.0;
         run::boxed(move || async move {
             let path = scope.path;
-            run::check(node.max_retries(), node.timeout(), 1, path)?;
+            retry::check(node.max_retries(), node.timeout(), 1, path)?;
             let prep = store.phase(path, Phase::Prep, 0, |s| node.prep(s, scope.params))?;
             let cx = Ctx::new(path, node.max_retries(), scope);
-            let (output, attempts) = run::retry!(node, &prep, cx)?;
+            let (output, attempts) = retry::retry!(node, &prep, cx)?;
             let action =
                 store.phase(path, Phase::Post, attempts, |s| node.post(s, prep, output))?;
             Ok((action, attempts))

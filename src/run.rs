@@ -1,5 +1,6 @@
 //! The machinery every run goes through: the object-safe [`Step`] a flow stores, the
-//! [`Store`] handle, node paths, and the retry loop around `exec`.
+//! [`Store`] handle, node paths, the step count, turns for the executor, and the concurrent
+//! runner.
 //!
 //! # How it works
 //!
@@ -18,21 +19,16 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use async_io::Timer;
-use futures::future::{self, BoxFuture, Either};
+use futures::future::BoxFuture;
 use futures::{StreamExt, stream};
 
-use crate::{Action, Ctx, Error, Event, Flow, FlowError, Observer, Params, Phase, TimedOut};
-
-/// The most attempts a node may ask for with `max_retries()`; above it the run fails with
-/// [`FlowError::InvalidConfig`] instead of retrying (nearly) forever.
-pub const MAX_ATTEMPTS: usize = 1_000;
+use crate::{Action, Error, Event, Flow, FlowError, Observer, Params, Phase};
 
 /// How deep flows may nest: the outermost flow, the flows, batch flows and parallel nodes
 /// inside it, and so on, 64 levels in all. A run of a deeper tree fails before any node runs
@@ -227,128 +223,6 @@ impl fmt::Debug for NodePath<'_> {
     }
 }
 
-/// Checks a node's settings before its prep runs (so a bad setting costs no work): attempts
-/// between 1 and [`MAX_ATTEMPTS`], a timeout that is not zero, an in-flight limit above 0
-/// (1 for a plain node). Inline, with the message built out of line.
-#[inline]
-pub fn check(
-    attempts: usize,
-    timeout: Option<Duration>,
-    in_flight: usize,
-    path: &NodePath<'_>,
-) -> Outcome<()> {
-    match (1..=MAX_ATTEMPTS).contains(&attempts) && timeout != Some(Duration::ZERO) {
-        true if in_flight > 0 => Ok(()),
-        _ => Err(bad_settings(attempts, timeout, path)),
-    }
-}
-
-#[cold]
-fn bad_settings(attempts: usize, timeout: Option<Duration>, path: &NodePath<'_>) -> Box<FlowError> {
-    let message = if !(1..=MAX_ATTEMPTS).contains(&attempts) {
-        format!(
-            "max_retries() is {attempts}, but it counts every attempt, the first included, and \
-             must be between 1 and {MAX_ATTEMPTS}"
-        )
-    } else if timeout == Some(Duration::ZERO) {
-        "timeout() is zero, so every attempt would time out; return None for no time limit".into()
-    } else {
-        "max_in_flight() is 0, so no item could ever run; return 1 to run items one after \
-         another, or usize::MAX for no limit"
-            .into()
-    };
-    invalid(path, format!("node `{path}`: {message}"))
-}
-
-/// Runs `$node.exec($input, cx)` up to `max_retries()` times, each attempt cut short by the
-/// node's timeout, pausing as its `wait` decides between attempts, then `exec_fallback` on
-/// the last error. Evaluates to the output and the attempts made. `$node` is a [`Node`] or a
-/// [`BatchNode`]: their methods share names, and a macro needs no trait over both.
-///
-/// The common case — no timeout, and the first attempt succeeds — awaits `exec` in place.
-/// Everything else is [`recover`], boxed apart: its timers and closures would otherwise
-/// double the size of every node run's future. A macro, not an `async fn`, so that the future
-/// it is written into holds only what `exec` needs while the first attempt runs.
-///
-/// [`Node`]: crate::Node
-/// [`BatchNode`]: crate::BatchNode
-macro_rules! retry {
-    ($node:expr, $input:expr, $cx:expr) => {{
-        let (node, input, cx) = ($node, $input, $cx);
-        let first = match node.timeout() {
-            None => Some(node.exec(input, cx).await),
-            Some(_) => None,
-        };
-        match first {
-            Some(Ok(output)) => Ok((output, 1)),
-            first => {
-                let failed = first.and_then(Result::err);
-                let exec = |cx| node.exec(input, cx);
-                let fallback = |error, cx| node.exec_fallback(input, error, cx);
-                let wait = |error: &_, cx| node.wait(error, cx);
-                let rest = $crate::run::recover(cx, node.timeout(), failed, exec, wait, fallback);
-                Box::pin(rest).await
-            }
-        }
-    }};
-}
-pub(crate) use retry;
-
-/// What [`retry!`] does after a first attempt that failed with `failed` (or from the first
-/// attempt, if `failed` is `None`: a node with a timeout makes it here, under the timer).
-pub async fn recover<'p, T, F, B>(
-    mut cx: Ctx<'p>,
-    timeout: Option<Duration>,
-    mut failed: Option<Error>,
-    exec: impl Fn(Ctx<'p>) -> F,
-    wait: impl Fn(&Error, Ctx<'p>) -> Option<Duration>,
-    fallback: impl FnOnce(Error, Ctx<'p>) -> B,
-) -> Outcome<(T, usize)>
-where
-    F: Future<Output = Result<T, Error>>,
-    B: Future<Output = Result<T, Error>>,
-{
-    loop {
-        let error = match failed.take() {
-            Some(error) => error,
-            None => match timed(exec(cx), timeout, false).await {
-                Ok(out) => return Ok((out, cx.attempt() + 1)),
-                Err(error) => error,
-            },
-        };
-        let (node, attempt) = (cx.path, cx.attempt());
-        let delay = if attempt + 1 < cx.max_retries() { wait(&error, cx) } else { None };
-        let Some(delay) = delay else {
-            cx.report(&Event::Fallback { node, error: &error });
-            let attempts = attempt + 1;
-            return match timed(fallback(error, cx), timeout, true).await {
-                Ok(out) => Ok((out, attempts)),
-                Err(error) => Err(FlowError::user(node, Phase::Exec, attempts, error).into()),
-            };
-        };
-        cx.report(&Event::Retry { node, attempt, error: &error, delay });
-        drop(error);
-        if !delay.is_zero() {
-            Timer::after(delay).await;
-        }
-        cx.attempt += 1;
-    }
-}
-
-/// `work` (an attempt of `exec`, or `exec_fallback` if `fallback`), cut short with a
-/// [`TimedOut`] error if it runs past `limit`.
-async fn timed<T>(
-    work: impl Future<Output = Result<T, Error>>,
-    limit: Option<Duration>,
-    fallback: bool,
-) -> Result<T, Error> {
-    let Some(after) = limit else { return work.await };
-    match future::select(pin!(work), Timer::after(after)).await {
-        Either::Left((result, _)) => result,
-        Either::Right(_) => Err(Box::new(TimedOut { after, fallback })),
-    }
-}
-
 /// What every step of one run shares: the observer, and the count of node runs so far with its
 /// limit.
 #[allow(missing_debug_implementations)]
@@ -361,11 +235,6 @@ pub struct RunCx<'a> {
 impl<'a> RunCx<'a> {
     pub fn new(observer: Option<&'a dyn Observer>, max_steps: usize) -> Self {
         RunCx { observer, steps: AtomicUsize::new(0), max_steps }
-    }
-
-    /// Whether the run has a step limit.
-    pub fn limited(&self) -> bool {
-        self.max_steps < usize::MAX
     }
 }
 
@@ -392,14 +261,9 @@ pub const TURN: usize = 256;
 /// Hand-written, not `async`: an `async fn` (or `poll_fn` over a flag) awaited in a batch's
 /// item loop cost each item a fifth more instructions even when no turn was due; this costs
 /// nothing measurable. It is `Unpin`, so it needs no pin projection.
+#[derive(Default)]
 #[must_use = "a turn is given only when awaited"]
 pub struct Turn(bool);
-
-impl Turn {
-    pub fn new() -> Self {
-        Turn(false)
-    }
-}
 
 impl Future for Turn {
     type Output = ();
@@ -416,28 +280,10 @@ impl Future for Turn {
 /// The most recent node runs of a flow that a [`FlowError::StepLimit`] lists.
 pub const RECENT: usize = 8;
 
-/// One node run, as a flow or a [`Parallel`](crate::Parallel) makes it: counts it against the
-/// run's step limit and, if the run has an observer, reports its start and end. Returns the
-/// node's action and the attempts it made.
-///
-/// [`Flow::run_in`] does the same inline, so that its loop awaits the step's own future
-/// directly: one future less to build and move on every node run.
-pub async fn visit<S>(
-    step: &dyn Step<S>,
-    store: Store<'_, S>,
-    scope: &Scope<'_>,
-) -> Outcome<(Action, usize)> {
-    count(scope.run, scope.path)?;
-    match scope.run.observer {
-        None => step.run(store, scope).await,
-        Some(observer) => observed(observer, step, store, scope).await,
-    }
-}
-
 /// Counts a node run against the run's step limit.
 #[inline]
 pub fn count(run: &RunCx<'_>, path: &NodePath<'_>) -> Outcome<()> {
-    if !run.limited() {
+    if run.max_steps == usize::MAX {
         return Ok(()); // nothing to count against
     }
     // Sub-runs of one run are polled by one task, one at a time, so a load and a store (no
@@ -500,7 +346,7 @@ where
         total += attempts;
         done += 1;
         if done.is_multiple_of(TURN) {
-            Turn::new().await;
+            Turn::default().await;
         }
     }
     let outputs = slots.into_iter().map(|o| o.expect("every job finished")).collect();

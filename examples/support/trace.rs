@@ -6,7 +6,7 @@
 //! [`Event::NodeEnd`]: miniflow::Event::NodeEnd
 
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -125,11 +125,17 @@ impl Observer for Trace {
         let table = &mut *table;
         let origin = *table.origin.get_or_insert(now);
         let &Event::NodeEnd { node, attempts, elapsed, .. } = event else { return };
-        // The node's path without the items' indices: `fan[3]/fetch` becomes `fan/fetch`.
+        // The node's path without the items' indices (`fan[3]/fetch` becomes `fan/fetch`),
+        // written into a buffer kept for the purpose: no allocation per event.
         table.path.clear();
-        for part in node.to_string().split('[') {
-            table.path.push_str(part.split_once(']').map_or(part, |(_, rest)| rest));
-        }
+        let _ = write!(table.path, "{node}");
+        let mut index = false;
+        table.path.retain(|c| {
+            index |= c == '[';
+            let keep = !index;
+            index &= c != ']';
+            keep
+        });
         let end = now - origin;
         let i = match table.index.get(&table.path) {
             Some(&i) => i,
