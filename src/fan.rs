@@ -11,19 +11,14 @@ use crate::{Action, Flow, Params, Phase, Result};
 type PrepFn<S> = Box<dyn Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync>;
 type PostFn<S> = Box<dyn Fn(&mut S, Vec<Params>, Vec<Action>) -> Result<Action> + Send + Sync>;
 
-/// What a fan-out runs: a job is a sub-run of a flow, or a branch.
-enum Jobs<S> {
-    /// A batch flow's: the flow, once per params set its prep returns.
-    SubRuns(Flow<S>),
-    /// A parallel node's: each branch once (its prep returns no params sets).
-    Branches(Vec<(String, Box<dyn Step<S>>)>),
-}
-
 /// The engine of the three: prep, then the jobs one after another (`limit` 1) or up to
-/// `limit` at once, then post with every job's action in input order. `kind` names the type
-/// it makes, for diagrams and `Debug`.
+/// `limit` at once, then post with every job's action in input order. A job is a run of one
+/// of `flows`: for a batch flow, a sub-run of its one flow per params set its prep returns;
+/// for a parallel node, each branch once, as a flow of that one node (its prep returns no
+/// params sets). `kind` names the type it makes, for diagrams and `Debug`.
 struct Fan<S> {
-    jobs: Jobs<S>,
+    flows: Vec<Flow<S>>,
+    batch: bool,
     prep: PrepFn<S>,
     post: Option<PostFn<S>>,
     limit: usize,
@@ -31,17 +26,14 @@ struct Fan<S> {
 }
 
 impl<S: Send> Fan<S> {
-    fn new(jobs: Jobs<S>, prep: PrepFn<S>, limit: usize, kind: &'static str) -> Self {
-        Fan { jobs, prep, post: None, limit, kind }
+    fn new(flows: Vec<Flow<S>>, prep: PrepFn<S>, limit: usize, kind: &'static str) -> Self {
+        Fan { batch: kind != "Parallel", flows, prep, post: None, limit, kind }
     }
 
     async fn run(&self, mut store: Store<'_, S>, scope: &Scope<'_>) -> Outcome<Action> {
         let path = scope.path;
         let sets = store.phase(path, Phase::Prep, 0, |s| (self.prep)(s, scope.params))?;
-        let count = match &self.jobs {
-            Jobs::SubRuns(_) => sets.len(),
-            Jobs::Branches(branches) => branches.len(),
-        };
+        let count = if self.batch { sets.len() } else { self.flows.len() };
         let actions = if self.limit == 1 {
             let mut actions = Vec::with_capacity(count);
             for i in 0..count {
@@ -66,8 +58,8 @@ impl<S: Send> Fan<S> {
         }
     }
 
-    /// Job `i`: sub-run `i`, with params set `i` merged over the inherited params, or branch
-    /// `i`.
+    /// Job `i`: sub-run `i` (named `"fan[i]/…"`), with params set `i` merged over the
+    /// inherited params, or branch `i` (its one node named `"fan/branch"`).
     async fn job(
         &self,
         i: usize,
@@ -75,25 +67,11 @@ impl<S: Send> Fan<S> {
         store: Store<'_, S>,
         scope: &Scope<'_>,
     ) -> Outcome<Action> {
-        match &self.jobs {
-            Jobs::SubRuns(flow) => {
-                let (params, path) = (scope.params.merged(&sets[i]), scope.path.item(i));
-                let scope = Scope { params: &params, path: &path, ..*scope };
-                flow.run_in(store, &scope, None, None).await
-            }
-            Jobs::Branches(branches) => {
-                // One node run, as a flow's loop makes it: counted, and observed if the run is.
-                let (name, step) = &branches[i];
-                let path = scope.path.child(name);
-                let scope = Scope { path: &path, ..*scope };
-                run::count(scope.run, &path)?;
-                let visit = match scope.run.observer {
-                    None => step.run(store, &scope).await,
-                    Some(observer) => run::observed(observer, &**step, store, &scope).await,
-                };
-                Ok(visit?.0)
-            }
-        }
+        let (flow, path, params) = match self.batch {
+            true => (&self.flows[0], scope.path.item(i), scope.params.merged(&sets[i])),
+            false => (&self.flows[i], *scope.path, scope.params.clone()),
+        };
+        flow.run_in(store, &Scope { params: &params, path: &path, ..*scope }, None, None).await
     }
 }
 
@@ -103,9 +81,9 @@ impl<S: Send> Step<S> for Fan<S> {
     }
 
     fn shape(&self) -> Shape<'_, S> {
-        match &self.jobs {
-            Jobs::SubRuns(flow) => Shape::Flow(flow, Some(self.kind)),
-            Jobs::Branches(branches) => Shape::Parallel(branches),
+        match self.batch {
+            true => Shape::Flow(&self.flows[0], Some(self.kind)),
+            false => Shape::Parallel(&self.flows),
         }
     }
 }
@@ -113,12 +91,9 @@ impl<S: Send> Step<S> for Fan<S> {
 impl<S> fmt::Debug for Fan<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct(self.kind);
-        match &self.jobs {
-            Jobs::SubRuns(flow) => out.field("flow", flow),
-            Jobs::Branches(branches) => {
-                let names: Vec<&str> = branches.iter().map(|(name, _)| &**name).collect();
-                out.field("branches", &names)
-            }
+        match self.batch {
+            true => out.field("flow", &self.flows[0]),
+            false => out.field("branches", &self.flows.iter().map(branch).collect::<Vec<_>>()),
         };
         out.field("max_in_flight", &self.limit).field("post", &self.post.is_some()).finish()
     }
@@ -170,7 +145,7 @@ impl<S: Send> BatchFlow<S> {
     where
         P: Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync + 'static,
     {
-        BatchFlow(Fan::new(Jobs::SubRuns(flow), Box::new(prep), 1, "BatchFlow"))
+        BatchFlow(Fan::new(vec![flow], Box::new(prep), 1, "BatchFlow"))
     }
 }
 
@@ -232,7 +207,7 @@ impl<S: Send> BatchAsyncFlow<S> {
     where
         P: Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync + 'static,
     {
-        BatchAsyncFlow(Fan::new(Jobs::SubRuns(flow), Box::new(prep), usize::MAX, "BatchAsyncFlow"))
+        BatchAsyncFlow(Fan::new(vec![flow], Box::new(prep), usize::MAX, "BatchAsyncFlow"))
     }
 
     /// Allows at most `limit` sub-runs in flight at once (by default there is no limit);
@@ -298,7 +273,7 @@ impl<S: Send> Parallel<S> {
     /// A parallel node with no branches yet (run as it is, it goes straight to its post).
     pub fn new() -> Self {
         let no_sets = Box::new(|_: &S, _: &Params| Ok(Vec::new()));
-        Parallel(Fan::new(Jobs::Branches(Vec::new()), no_sets, usize::MAX, "Parallel"))
+        Parallel(Fan::new(Vec::new(), no_sets, usize::MAX, "Parallel"))
     }
 
     /// Adds a branch: any node, batch node or flow, as [`Flow::add`](crate::Flow::add) takes.
@@ -309,10 +284,10 @@ impl<S: Send> Parallel<S> {
     where
         N: IntoNode<S, M>,
     {
-        let Jobs::Branches(branches) = &mut self.0.jobs else { unreachable!("a parallel node") };
-        let name =
-            check_name(name.into(), branches.iter().map(|(n, _)| &**n), "this parallel node");
-        branches.push((name, node.into_step()));
+        let name = check_name(name.into(), self.0.flows.iter().map(branch), "this parallel node");
+        let mut flow = Flow::new();
+        flow.add(name, node);
+        self.0.flows.push(flow);
         self
     }
 
@@ -341,6 +316,11 @@ impl<S: Send> Default for Parallel<S> {
     fn default() -> Self {
         Parallel::new()
     }
+}
+
+/// The name of a parallel node's branch: the one node of its flow.
+fn branch<S>(flow: &Flow<S>) -> &str {
+    &flow.slots[0].name
 }
 
 /// Checks an in-flight limit given to a builder.

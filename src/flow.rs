@@ -284,9 +284,9 @@ impl<S> Flow<S> {
                     Err(run::invalid(path, format!("node `{path}`: {NESTED_ENTRY}")))
                 }
                 Shape::Flow(flow, _) => flow.validate_in(path, depth + 1),
-                Shape::Parallel(branches) => branches.iter().try_for_each(|(name, step)| {
-                    nested(step.shape(), &path.child(name), depth + 1)
-                }),
+                Shape::Parallel(branches) => {
+                    branches.iter().try_for_each(|flow| flow.validate_in(path, depth + 1))
+                }
             }
         }
         let flow = if path.is_root() { String::new() } else { format!("{path}/") };

@@ -117,8 +117,8 @@ fn node<S>(out: &mut String, id: &str, name: &str, shape: Shape<'_, S>, depth: u
         }
         Shape::Parallel(branches) => {
             let _ = writeln!(out, "{pad}subgraph {id}[\"{name} (Parallel)\"]");
-            for (j, (branch, step)) in branches.iter().enumerate() {
-                node(out, &format!("{id}_{j}"), branch, step.shape(), depth + 1);
+            for (j, slot) in branches.iter().flat_map(|flow| &flow.slots).enumerate() {
+                node(out, &format!("{id}_{j}"), &slot.name, slot.step.shape(), depth + 1);
             }
             writeln!(out, "{pad}end")
         }

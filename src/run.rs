@@ -67,7 +67,8 @@ pub enum Shape<'a, S> {
     BatchNode,
     /// A flow, or a batch flow's inner flow with the label the diagram gives the batch flow.
     Flow(&'a Flow<S>, Option<&'static str>),
-    Parallel(&'a [(String, Box<dyn Step<S>>)]),
+    /// A parallel node's branches, each a flow of one node.
+    Parallel(&'a [Flow<S>]),
 }
 
 /// Boxes the future `make` builds, allocating first.
