@@ -9,23 +9,33 @@
 //! `exec_fallback` gets the last error and may answer instead — with a canned reply, a cached
 //! one, a cheaper model — or give up, failing the run.
 //!
-//! The same node asks the same question three times, of three models: one that is overloaded
+//! Not every error deserves the same retry. `wait` sees the error, so it decides per error:
+//! a rate limit that says when to come back ("retry after 30 ms") is retried after exactly
+//! that pause; an error that retrying cannot fix (a refused API key) is not retried at all;
+//! anything else backs off.
+//!
+//! The same node asks the same question five times, of five models: one that is overloaded
 //! twice and then answers (the retries fix it), one that is always down (the fallback
-//! answers), and one too slow for the node's timeout (every try times out; the fallback
-//! answers). An observer prints each retry as the run reports it; `exec` prints its attempt
-//! number from [`Ctx::attempt`].
+//! answers), one too slow for the node's timeout (every try times out; the fallback
+//! answers), one that is rate limited once and says for how long (one retry, after its
+//! pause), and one that refuses the key (no retry: straight to the fallback). An observer
+//! prints each retry as the run reports it; `exec` prints its attempt number from
+//! [`Ctx::attempt`].
 //!
 //! Run with: `cargo run --example retry-fallback`. Offline the answers come from a stand-in;
 //! set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to ask a real model (see `support/mod.rs`)
 //! behind the same simulated failures.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use miniflow::{
     Action, Backoff, Ctx, Error, Event, Flow, Node, Params, Result, RunOptions, TimedOut,
 };
-use support::{Flaky, Model, Rules, Slow};
+use support::{Flaky, Message, Model, Rules, Slow};
 
 mod support;
 
@@ -65,14 +75,12 @@ impl Node<Store> for Ask {
         Ok(Answer { text: text.trim().to_string(), canned: false })
     }
 
-    /// Called once every attempt has failed, with the last error. Returning `Ok` hands `post`
+    /// Called once the last attempt has failed (or `wait` gave up), with its error. Returning `Ok` hands `post`
     /// an answer as if `exec` had produced it; returning the error would fail the run.
     async fn exec_fallback(&self, _question: &String, error: Error, cx: Ctx<'_>) -> Result<Answer> {
         let why = if error.is::<TimedOut>() { "timed out" } else { "failed" };
-        println!(
-            "  fallback: all {} attempts {why}; answering with a canned reply",
-            cx.max_retries()
-        );
+        let (tries, of) = (cx.attempt() + 1, cx.max_retries());
+        println!("  fallback: {why} after {tries} of {of} attempts; answering with a canned reply");
         let text = "The assistant cannot answer right now. Please try again in a few minutes.";
         Ok(Answer { text: text.to_string(), canned: true })
     }
@@ -87,17 +95,63 @@ impl Node<Store> for Ask {
         3
     }
 
-    /// Retry after 5 ms the first time, then 10 ms, never more than 40 ms. Kept short so the
-    /// example runs fast; against a real rate-limited server, start at half a second or so,
-    /// add `.jitter(0.5)`, and return `None` for an error that retrying cannot fix (look at
-    /// `error`: a 401, say) to go straight to `exec_fallback`.
-    fn wait(&self, _error: &Error, cx: Ctx<'_>) -> Option<Duration> {
-        let backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(40));
-        Some(backoff.delay(cx.attempt()))
+    /// Decides, after a failed try, whether to try again and after what pause: never for a
+    /// refused key, after the server's own pause for a rate limit, and otherwise after 5 ms the
+    /// first time, then 10 ms, never more than 40 ms. Kept short so the example runs fast;
+    /// against a real server, start at half a second or so and add `.jitter(0.5)`, so that
+    /// clients that failed together do not all come back at once.
+    fn wait(&self, error: &Error, cx: Ctx<'_>) -> Option<Duration> {
+        match error.downcast_ref::<ApiError>() {
+            Some(ApiError::Unauthorized) => None,
+            Some(ApiError::RateLimited { retry_after }) => Some(*retry_after),
+            None => {
+                let backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(40));
+                Some(backoff.delay(cx.attempt()))
+            }
+        }
     }
 
     fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+}
+
+/// The errors a model's API reports, as an HTTP client would turn its status codes into
+/// errors: `401` and `429` with its `Retry-After` header.
+#[derive(Debug)]
+enum ApiError {
+    Unauthorized,
+    RateLimited { retry_after: Duration },
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Unauthorized => write!(f, "the API key was refused (HTTP 401)"),
+            ApiError::RateLimited { retry_after } => {
+                write!(f, "rate limited (HTTP 429), retry after {retry_after:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A model behind an API that answers its first `failures` calls with `error` (made afresh
+/// each time), then passes the question on.
+struct Failing {
+    inner: Arc<dyn Model>,
+    failures: usize,
+    error: fn() -> ApiError,
+    calls: AtomicUsize,
+}
+
+impl Model for Failing {
+    fn chat<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, Result<String>> {
+        match self.calls.fetch_add(1, Ordering::Relaxed) < self.failures {
+            true => Box::pin(async { Err((self.error)().into()) }),
+            false => self.inner.chat(messages),
+        }
     }
 }
 
@@ -151,7 +205,18 @@ fn main() -> support::Main {
     println!("  the model was called {} times", down.calls());
 
     println!("3. a model slower than the node's 50 ms timeout");
-    let slow = Slow::new(model, Duration::from_millis(200));
+    let slow = Slow::new(model.clone(), Duration::from_millis(200));
     print(&ask(Arc::new(slow), Some(Duration::from_millis(50)))?);
+
+    println!("4. a rate-limited model that says when to come back");
+    let retry_after = || ApiError::RateLimited { retry_after: Duration::from_millis(30) };
+    let limited =
+        Failing { inner: model.clone(), failures: 1, error: retry_after, calls: 0.into() };
+    print(&ask(Arc::new(limited), None)?);
+
+    println!("5. a model that refuses the API key");
+    let refused = || ApiError::Unauthorized;
+    let locked = Failing { inner: model, failures: usize::MAX, error: refused, calls: 0.into() };
+    print(&ask(Arc::new(locked), None)?);
     Ok(())
 }
