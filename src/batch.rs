@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::retry;
-use crate::run::{self, Scope, Sealed, Shape, Step, Store, Visit, marker};
+use crate::run::{self, Scope, Sealed, Step, Store, Visit, marker};
 use crate::{Action, Ctx, Error, Params, Phase, Result};
 
 /// A node whose `prep` returns a list of items and whose `exec` runs once per item, each item
@@ -120,7 +120,7 @@ pub trait BatchNode<S>: Send + Sync {
 /// Runs one visit of a [`BatchNode`].
 struct Batch<B>(B);
 
-impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
+impl<S: Send, B: BatchNode<S>> run::Leaf<S> for Batch<B> {
     fn run<'a>(&'a self, mut store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
         let node = &self.0;
         run::boxed(move || async move {
@@ -155,14 +155,10 @@ impl<S: Send, B: BatchNode<S>> Step<S> for Batch<B> {
             Ok((action, attempts))
         })
     }
-
-    fn shape(&self) -> Shape<'_, S> {
-        Shape::BatchNode
-    }
 }
 
 impl<S: Send, B: BatchNode<S> + 'static> Sealed<S, marker::Batch> for B {
-    fn into_step(self) -> Box<dyn Step<S>> {
-        Box::new(Batch(self))
+    fn into_step(self) -> Step<S> {
+        Step::Leaf(Box::new(Batch(self)), true)
     }
 }

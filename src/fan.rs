@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::flow::check_name;
-use crate::run::{self, IntoNode, Outcome, Scope, Sealed, Shape, Step, Store, Visit, marker};
+use crate::run::{self, IntoNode, Outcome, Scope, Sealed, Step, Store, marker};
 use crate::{Action, Flow, Params, Phase, Result};
 
 type PrepFn<S> = Box<dyn Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync>;
@@ -16,13 +16,13 @@ type PostFn<S> = Box<dyn Fn(&mut S, Vec<Params>, Vec<Action>) -> Result<Action> 
 /// of `flows`: for a batch flow, a sub-run of its one flow per params set its prep returns;
 /// for a parallel node, each branch once, as a flow of that one node (its prep returns no
 /// params sets). `kind` names the type it makes, for diagrams and `Debug`.
-struct Fan<S> {
-    flows: Vec<Flow<S>>,
-    batch: bool,
+pub struct Fan<S> {
+    pub(crate) flows: Vec<Flow<S>>,
+    pub(crate) batch: bool,
     prep: PrepFn<S>,
     post: Option<PostFn<S>>,
     limit: usize,
-    kind: &'static str,
+    pub(crate) kind: &'static str,
 }
 
 impl<S: Send> Fan<S> {
@@ -30,7 +30,7 @@ impl<S: Send> Fan<S> {
         Fan { batch: kind != "Parallel", flows, prep, post: None, limit, kind }
     }
 
-    async fn run(&self, mut store: Store<'_, S>, scope: &Scope<'_>) -> Outcome<Action> {
+    pub(crate) async fn run(&self, mut store: Store<'_, S>, scope: &Scope<'_>) -> Outcome<Action> {
         let path = scope.path;
         let sets = store.phase(path, Phase::Prep, 0, |s| (self.prep)(s, scope.params))?;
         let count = if self.batch { sets.len() } else { self.flows.len() };
@@ -72,19 +72,6 @@ impl<S: Send> Fan<S> {
             false => (&self.flows[i], *scope.path, scope.params.clone()),
         };
         flow.run_in(store, &Scope { params: &params, path: &path, ..*scope }, None, None).await
-    }
-}
-
-impl<S: Send> Step<S> for Fan<S> {
-    fn run<'a>(&'a self, store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
-        run::boxed(move || async move { Ok((Fan::run(self, store, scope).await?, 0)) })
-    }
-
-    fn shape(&self) -> Shape<'_, S> {
-        match self.batch {
-            true => Shape::Flow(&self.flows[0], Some(self.kind)),
-            false => Shape::Parallel(&self.flows),
-        }
     }
 }
 
@@ -335,8 +322,8 @@ fn in_flight(limit: usize) -> usize {
 macro_rules! fan_types {
     ($($ty:ident),*) => {$(
         impl<S: Send + 'static> Sealed<S, marker::Nested> for $ty<S> {
-            fn into_step(self) -> Box<dyn Step<S>> {
-                Box::new(self.0)
+            fn into_step(self) -> Step<S> {
+                Step::Fan(Box::new(self.0))
             }
         }
 

@@ -4,9 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::observe::Ending;
-use crate::run::{
-    self, IntoNode, NodePath, Outcome, RECENT, RunCx, Scope, Sealed, Shape, Step, Visit,
-};
+use crate::run::{self, IntoNode, NodePath, Outcome, RECENT, RunCx, Scope, Sealed, Step};
 use crate::run::{Store, marker};
 use crate::{Action, FlowError, MAX_DEPTH, Observer, Params, Result};
 
@@ -27,7 +25,7 @@ impl fmt::Debug for NodeId {
 
 pub(crate) struct Slot<S> {
     pub(crate) name: String,
-    pub(crate) step: Box<dyn Step<S>>,
+    pub(crate) step: Step<S>,
     /// The actions with where each leads: a node's index, or `None` for an end edge.
     pub(crate) edges: Vec<(Action, Option<usize>)>,
 }
@@ -276,18 +274,16 @@ impl<S> Flow<S> {
 
     /// Checks this flow, at nesting level `depth`, and the flows in it.
     fn validate_in(&self, path: &NodePath<'_>, depth: usize) -> Outcome<()> {
-        fn nested<S>(shape: Shape<'_, S>, path: &NodePath<'_>, depth: usize) -> Outcome<()> {
-            match shape {
-                Shape::Node | Shape::BatchNode => Ok(()),
+        fn nested<S>(step: &Step<S>, path: &NodePath<'_>, depth: usize) -> Outcome<()> {
+            match step {
+                Step::Leaf(..) => Ok(()),
                 _ if depth == MAX_DEPTH => Err(too_deep(path)),
-                Shape::Flow(flow, _) if !flow.entries.is_empty() => {
-                    Err(run::invalid(path, format!("node `{path}`: {NESTED_ENTRY}")))
-                }
-                Shape::Flow(flow, _) => flow.validate_in(path, depth + 1),
-                Shape::Parallel(branches) => {
-                    branches.iter().try_for_each(|flow| flow.validate_in(path, depth + 1))
-                }
+                Step::Flow(flow) => flow.validate_in(path, depth + 1),
+                Step::Fan(fan) => fan.flows.iter().try_for_each(|f| f.validate_in(path, depth + 1)),
             }
+        }
+        if depth > 1 && !self.entries.is_empty() {
+            return Err(run::invalid(path, format!("node `{path}`: {NESTED_ENTRY}")));
         }
         let flow = if path.is_root() { String::new() } else { format!("{path}/") };
         if self.slots.is_empty() {
@@ -321,7 +317,7 @@ impl<S> Flow<S> {
             return Err(run::invalid(path, message));
         }
         let mut slots = self.slots.iter();
-        slots.try_for_each(|slot| nested(slot.step.shape(), &path.child(&slot.name), depth))
+        slots.try_for_each(|slot| nested(&slot.step, &path.child(&slot.name), depth))
     }
 
     /// The index of the node called `name`, for [`RunOptions::start_at`].
@@ -474,7 +470,7 @@ impl<S: Send> Flow<S> {
             }
             let slot = &self.slots[current];
             let path = scope.path.child(&slot.name);
-            let (step, inner) = (&*slot.step, Scope { path: &path, ..*scope });
+            let (step, inner) = (&slot.step, Scope { path: &path, ..*scope });
             let result = match (run::count(scope.run, &path), scope.run.observer) {
                 (Err(error), _) => Err(error),
                 (Ok(()), None) => step.run(store.reborrow(), &inner).await,
@@ -513,16 +509,6 @@ impl<S: Send> Flow<S> {
 
 /// A checkpoint hook: see [`RunOptions::checkpoint`].
 type Save<'a, S> = dyn FnMut(&S, &str) -> Result<()> + Send + 'a;
-
-impl<S: Send> Step<S> for Flow<S> {
-    fn run<'a>(&'a self, store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
-        run::boxed(move || async move { Ok((self.run_in(store, scope, None, None).await?, 0)) })
-    }
-
-    fn shape(&self) -> Shape<'_, S> {
-        Shape::Flow(self, None)
-    }
-}
 
 /// How to run a flow, for [`Flow::run_with`]: params, an [`Observer`], a step limit, a
 /// checkpoint hook, and where to start. Every setting is optional; `RunOptions::new()` runs
@@ -661,8 +647,8 @@ impl<S> fmt::Debug for RunOptions<'_, S> {
 }
 
 impl<S: Send + 'static> Sealed<S, marker::Nested> for Flow<S> {
-    fn into_step(self) -> Box<dyn Step<S>> {
-        Box::new(self)
+    fn into_step(self) -> Step<S> {
+        Step::Flow(Box::new(self))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::run::Shape;
+use crate::run::Step;
 use crate::{Flow, MAX_DEPTH};
 
 impl<S> Flow<S> {
@@ -82,7 +82,7 @@ impl<S> Flow<S> {
             let _ = writeln!(out, "{pad}{id}start((\"start\")) --> {id}{}", self.start);
         }
         for (i, slot) in self.slots.iter().enumerate() {
-            node(out, &format!("{id}{i}"), &slot.name, slot.step.shape(), depth);
+            node(out, &format!("{id}{i}"), &slot.name, &slot.step, depth);
         }
         for (i, slot) in self.slots.iter().enumerate() {
             for (action, target) in &slot.edges {
@@ -100,32 +100,36 @@ impl<S> Flow<S> {
 }
 
 /// Writes one node: a box, or a subgraph for the kinds that hold nodes.
-fn node<S>(out: &mut String, id: &str, name: &str, shape: Shape<'_, S>, depth: usize) {
+fn node<S>(out: &mut String, id: &str, name: &str, step: &Step<S>, depth: usize) {
     let (pad, name) = ("    ".repeat(depth), escape(name));
-    let _ = match shape {
+    let _ = match step {
         // A run refuses this too; drawing it would only risk the stack.
-        Shape::Flow(..) | Shape::Parallel(_) if depth >= MAX_DEPTH => {
+        Step::Flow(_) | Step::Fan(_) if depth >= MAX_DEPTH => {
             writeln!(out, "{pad}{id}[\"{name} (nested deeper than {MAX_DEPTH}: not drawn)\"]")
         }
-        Shape::Node => writeln!(out, "{pad}{id}[\"{name}\"]"),
-        Shape::BatchNode => writeln!(out, "{pad}{id}[[\"{name} (BatchNode)\"]]"),
-        Shape::Flow(flow, kind) => {
-            let kind = kind.map(|kind| format!(" ({kind})")).unwrap_or_default();
-            let _ = writeln!(out, "{pad}subgraph {id}[\"{name}{kind}\"]");
+        Step::Leaf(_, false) => writeln!(out, "{pad}{id}[\"{name}\"]"),
+        Step::Leaf(_, true) => writeln!(out, "{pad}{id}[[\"{name} (BatchNode)\"]]"),
+        Step::Flow(flow) => {
+            let _ = writeln!(out, "{pad}subgraph {id}[\"{name}\"]");
             flow.mermaid(out, &format!("{id}_"), depth + 1);
             writeln!(out, "{pad}end")
         }
-        Shape::Parallel(branches) => {
-            let _ = writeln!(out, "{pad}subgraph {id}[\"{name} (Parallel)\"]");
-            for (j, slot) in branches.iter().flat_map(|flow| &flow.slots).enumerate() {
-                node(out, &format!("{id}_{j}"), &slot.name, slot.step.shape(), depth + 1);
+        Step::Fan(fan) => {
+            let _ = writeln!(out, "{pad}subgraph {id}[\"{name} ({})\"]", fan.kind);
+            match fan.batch {
+                true => fan.flows[0].mermaid(out, &format!("{id}_"), depth + 1),
+                // A parallel node's branches: the one node of each branch's flow.
+                false => {
+                    for (j, slot) in fan.flows.iter().flat_map(|flow| &flow.slots).enumerate() {
+                        node(out, &format!("{id}_{j}"), &slot.name, &slot.step, depth + 1);
+                    }
+                }
             }
             writeln!(out, "{pad}end")
         }
     };
 }
 
-/// Spells `text` for a quoted label: see [`Flow::to_mermaid`] for the rule and its reasons.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (i, c) in text.char_indices() {

@@ -331,7 +331,7 @@ impl fmt::Debug for Ctx<'_> {
 /// Runs one visit of a [`Node`]: the adapter [`Flow::add`](crate::Flow::add) stores.
 struct Leaf<N>(N);
 
-impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
+impl<S: Send, N: Node<S>> run::Leaf<S> for Leaf<N> {
     fn run<'a>(&'a self, mut store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
         let node = &self.0;
         run::boxed(move || async move {
@@ -348,8 +348,8 @@ impl<S: Send, N: Node<S>> Step<S> for Leaf<N> {
 }
 
 impl<S: Send, N: Node<S> + 'static> Sealed<S, marker::Leaf> for N {
-    fn into_step(self) -> Box<dyn Step<S>> {
-        Box::new(Leaf(self))
+    fn into_step(self) -> Step<S> {
+        Step::Leaf(Box::new(Leaf(self)), false)
     }
 }
 

@@ -28,6 +28,7 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use futures::{StreamExt, stream};
 
+use crate::fan::Fan;
 use crate::{Action, Error, Event, Flow, FlowError, Observer, Params, Phase};
 
 /// How deep flows may nest: the outermost flow, the flows, batch flows and parallel nodes
@@ -50,25 +51,34 @@ pub type Outcome<T> = Result<T, Box<FlowError>>;
 /// its `exec` made (0 for the flows).
 pub type Visit<'a> = BoxFuture<'a, Outcome<(Action, usize)>>;
 
-/// A node as a flow stores it: one object-safe method that runs a whole visit and returns the
-/// action with the attempts made, and one that tells diagrams and validation what it holds.
-pub trait Step<S>: Send + Sync {
+/// A node or batch node as a flow stores it: one object-safe method that runs a whole visit
+/// (prep, `exec` with its retries, post) and returns it as one boxed future.
+pub trait Leaf<S>: Send + Sync {
     fn run<'a>(&'a self, store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a>;
-
-    fn shape(&self) -> Shape<'_, S> {
-        Shape::Node
-    }
 }
 
-/// What a step is made of, for [`Flow::to_mermaid`] and [`Flow::validate`].
+/// A node as a flow stores it: a leaf, type-erased, or one of the composites of the crate,
+/// which validation and diagrams look into.
 #[allow(missing_debug_implementations)]
-pub enum Shape<'a, S> {
-    Node,
-    BatchNode,
-    /// A flow, or a batch flow's inner flow with the label the diagram gives the batch flow.
-    Flow(&'a Flow<S>, Option<&'static str>),
-    /// A parallel node's branches, each a flow of one node.
-    Parallel(&'a [Flow<S>]),
+pub enum Step<S> {
+    /// A [`Node`](crate::Node), or (`true`) a [`BatchNode`](crate::BatchNode).
+    Leaf(Box<dyn Leaf<S>>, bool),
+    Flow(Box<Flow<S>>),
+    /// A batch flow or a parallel node.
+    Fan(Box<Fan<S>>),
+}
+
+impl<S: Send> Step<S> {
+    /// Runs one visit of the step.
+    pub fn run<'a>(&'a self, store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
+        match self {
+            Step::Leaf(leaf, _) => leaf.run(store, scope),
+            Step::Flow(flow) => {
+                boxed(move || async move { Ok((flow.run_in(store, scope, None, None).await?, 0)) })
+            }
+            Step::Fan(fan) => boxed(move || async move { Ok((fan.run(store, scope).await?, 0)) }),
+        }
+    }
 }
 
 /// Boxes the future `make` builds, allocating first.
@@ -298,9 +308,9 @@ pub fn count(run: &RunCx<'_>, path: &NodePath<'_>) -> Outcome<()> {
 }
 
 /// A node run reported to `observer`.
-pub async fn observed<S>(
+pub async fn observed<S: Send>(
     observer: &dyn Observer,
-    step: &dyn Step<S>,
+    step: &Step<S>,
     store: Store<'_, S>,
     scope: &Scope<'_>,
 ) -> Outcome<(Action, usize)> {
@@ -358,7 +368,7 @@ mod sealed {
     /// The conversion behind [`IntoNode`](super::IntoNode); private so that the set of things a
     /// flow accepts stays the crate's to decide.
     pub trait Sealed<S, M> {
-        fn into_step(self) -> Box<dyn super::Step<S>>;
+        fn into_step(self) -> super::Step<S>;
     }
 }
 pub(crate) use sealed::Sealed;
