@@ -71,7 +71,8 @@ pub trait BatchNode<S>: Send + Sync {
         cx: Ctx<'_>,
     ) -> impl Future<Output = Result<Self::Output>> + Send;
 
-    /// Called with an item's last error when every attempt for it failed; the default returns
+    /// Called with an item's last error when its attempts ran out or [`wait`](BatchNode::wait)
+    /// gave up on it; the default returns
     /// the error. An `Ok` value takes the place of the item's output.
     fn exec_fallback(
         &self,

@@ -31,7 +31,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Phase {
     /// `prep` returned an error (and so `exec` never ran).
     Prep,
-    /// `exec` failed on its last attempt and `exec_fallback` returned an error too (by default
+    /// `exec` failed on its last attempt (the attempts ran out, or `wait` gave up) and
+    /// `exec_fallback` returned an error too (by default
     /// `exec_fallback` returns the error of the last attempt unchanged).
     Exec,
     /// `post` returned an error.

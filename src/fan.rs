@@ -67,11 +67,19 @@ impl<S: Send> Fan<S> {
         store: Store<'_, S>,
         scope: &Scope<'_>,
     ) -> Outcome<Action> {
-        let (flow, path, params) = match self.batch {
-            true => (&self.flows[0], scope.path.item(i), scope.params.merged(&sets[i])),
-            false => (&self.flows[i], *scope.path, scope.params.clone()),
+        let (flow, path, set) = match self.batch {
+            true => (&self.flows[0], scope.path.item(i), &sets[i]),
+            false => (&self.flows[i], *scope.path, &Params::new()),
         };
-        flow.run_in(store, &Scope { params: &params, path: &path, ..*scope }, None, None).await
+        // Borrowed when either side is empty: no reference count touched (measured: a tenth
+        // of the instructions of a `BatchFlow` sub-run of one node).
+        let (inherited, merged) = (scope.params, &mut None);
+        let params = match (inherited.is_empty(), set.is_empty()) {
+            (true, _) => set,
+            (_, true) => inherited,
+            _ => merged.insert(inherited.merged(set)),
+        };
+        flow.run_in(store, &Scope { params, path: &path, ..*scope }, None, None).await
     }
 }
 

@@ -69,9 +69,10 @@ use crate::{Action, Error, Event, Params, Phase, Result};
 /// # Retries and fallback
 ///
 /// If `exec` returns an error (or runs past its [`timeout`](Node::timeout)), it is called
-/// again, up to [`max_retries`](Node::max_retries) calls in all, pausing between them as
-/// [`wait`](Node::wait) says (not at all by default); [`Ctx::attempt`] tells it which
-/// attempt it is. When the last attempt fails, [`exec_fallback`](Node::exec_fallback) gets the
+/// again, up to [`max_retries`](Node::max_retries) calls in all, as [`wait`](Node::wait)
+/// decides after each failure: at once (the default), after a pause, or not at all for an
+/// error that retrying cannot fix; [`Ctx::attempt`] tells it which attempt it is. When the
+/// last attempt fails, [`exec_fallback`](Node::exec_fallback) gets the
 /// error: by default it returns it, and the run fails with [`FlowError::NodeFailed`](crate::FlowError::NodeFailed); override
 /// it to return a value instead, and `post` receives that value as if `exec` had produced it.
 ///
@@ -140,7 +141,8 @@ pub trait Node<S>: Send + Sync {
         cx: Ctx<'_>,
     ) -> impl Future<Output = Result<Self::Output>> + Send;
 
-    /// Called with the error of the last attempt when every attempt failed.
+    /// Called with the error of the last attempt made: when every attempt failed, or when
+    /// [`wait`](Node::wait) gave up sooner.
     ///
     /// The default returns `error`, failing the run. Return `Ok` to recover: `post` receives
     /// the value as if `exec` had produced it.
@@ -177,7 +179,7 @@ pub trait Node<S>: Send + Sync {
     /// - a fixed pause (PocketFlow's `wait`): `Some(Duration::from_secs(1))`;
     /// - a capped exponential backoff, with jitter so that items failing together retry
     ///   apart: `Some(Backoff::new(ms(100), secs(10)).jitter(0.5).delay(cx.attempt()))`
-    ///   (see [`Backoff`]);
+    ///   (see [`Backoff`](crate::Backoff));
     /// - no retry for an error that will not go away (a `401`), and a server's own pause for
     ///   a rate limit (its `Retry-After`), found by downcasting `error` to your error type:
     ///
@@ -222,8 +224,11 @@ pub trait Node<S>: Send + Sync {
     /// ```
     ///
     /// The pause is awaited on a timer that works under any executor, and an observer sees it
-    /// in [`Event::Retry`]. The hook runs in the node's task, between two attempts: keep it
-    /// quick (it must not block).
+    /// in [`Event::Retry`]. [`timeout`](Node::timeout) limits attempts, not pauses: a pause
+    /// taken from a server's answer (a `Retry-After`) deserves a cap of your own, or a garbage
+    /// value waits as long as it says (`Duration::MAX`: for ever, until the run is dropped).
+    /// The hook runs in the node's task, between two attempts: keep it quick (it must not
+    /// block).
     fn wait(&self, error: &Error, cx: Ctx<'_>) -> Option<Duration> {
         let _ = (error, cx);
         Some(Duration::ZERO)

@@ -152,7 +152,8 @@ pub enum Event<'a> {
         /// The pause before the next attempt.
         delay: Duration,
     },
-    /// The last attempt failed, and `exec_fallback` is called with this error (by default it
+    /// The last attempt made failed (the attempts ran out, or the node's `wait` gave up), and
+    /// `exec_fallback` is called with this error (by default it
     /// returns it, and the run fails).
     #[non_exhaustive]
     Fallback {

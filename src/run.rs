@@ -69,7 +69,9 @@ pub enum Step<S> {
 }
 
 impl<S: Send> Step<S> {
-    /// Runs one visit of the step.
+    /// Runs one visit of the step. Inline: in a flow's loop, the match costs a leaf's visit
+    /// one branch (measured: 16 instructions per node run of a chain when it was a call).
+    #[inline]
     pub fn run<'a>(&'a self, store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
         match self {
             Step::Leaf(leaf, _) => leaf.run(store, scope),
@@ -188,7 +190,7 @@ pub struct Scope<'a> {
 /// outermost flow inwards, joined by `/`, with `[i]` for item or sub-run `i` of a batch.
 ///
 /// It displays as `"school[1]/class[0]/average"`: [`FlowError`]s, [`Event`]s and
-/// [`Ctx::node`] name nodes this way. It is a list of borrowed names on the stack, so a run
+/// [`Ctx::node`](crate::Ctx::node) name nodes this way. It is a list of borrowed names on the stack, so a run
 /// builds it for free; call `to_string()` to keep it.
 #[derive(Clone, Copy)]
 pub struct NodePath<'a> {
@@ -240,7 +242,7 @@ impl fmt::Debug for NodePath<'_> {
 pub struct RunCx<'a> {
     pub observer: Option<&'a dyn Observer>,
     steps: AtomicUsize,
-    max_steps: usize,
+    pub max_steps: usize,
 }
 
 impl<'a> RunCx<'a> {
