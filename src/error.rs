@@ -162,17 +162,22 @@ pub enum FlowError {
         /// The type the param has, or `None` when it is missing.
         found: Option<&'static str>,
     },
-    /// A flow cannot run as it was built, or a node's settings are out of range. Found before
-    /// any node of the run has run (the settings: before that node's `prep`), or by
-    /// [`Flow::validate`](crate::Flow::validate):
+    /// A flow cannot run as it was built, or a node's settings are out of range.
+    ///
+    /// Found before any node of the run has run, and by [`Flow::validate`](crate::Flow::validate):
     ///
     /// - a flow with no nodes;
     /// - nodes no edge leads to from the start node (or an [entry](crate::Flow::entry));
     /// - flows nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH), or a nested flow with entry
-    ///   points;
-    /// - a [`start_at`](crate::RunOptions::start_at) name the flow has no node of;
-    /// - `max_retries()` of 0 or above [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS), a `timeout()`
-    ///   of zero, or a batch node's `max_in_flight()` of 0.
+    ///   points.
+    ///
+    /// Found before any node has run, by a run only: a
+    /// [`start_at`](crate::RunOptions::start_at) name the flow has no node of.
+    ///
+    /// Found when the node is reached, before its `prep` (so earlier nodes' `post`s are in
+    /// the store; `validate` does not call a node's settings): `max_retries()` of 0 or above
+    /// [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS), a `timeout()` of zero, or a batch node's
+    /// `max_in_flight()` of 0.
     ///
     /// Mistakes in the calls that build a flow (a bad name, a second edge for an action, a
     /// [`NodeId`](crate::NodeId) of another flow) panic where they are made instead.
@@ -192,8 +197,9 @@ pub enum FlowError {
         /// The paths of the last node runs (up to eight), oldest first: where the run was
         /// looping. A nested flow that was still running when the limit was reached is not
         /// listed itself; its nodes are, under its path. Each flow lists its own runs, so the
-        /// earlier sub-runs of a batch flow or branches of a parallel node still running are
-        /// left out: the list shows the one that reached the limit and the flows around it.
+        /// other sub-runs of a batch flow and the other branches of a parallel node (finished
+        /// or still running) are left out: the list shows the one that reached the limit and
+        /// the flows around it.
         last: Vec<String>,
         /// The path of the node the run did not start: where it was when it reached the limit,
         /// even when `last` is empty (a limit reached inside a fan-out before any node there

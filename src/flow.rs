@@ -97,8 +97,9 @@ impl<S> Flow<S> {
     /// Adds a node and returns its key. The first node added is where runs start.
     ///
     /// `node` is anything [`IntoNode`] accepts: a [`Node`](crate::Node), a
-    /// [`BatchNode`](crate::BatchNode), or another flow — a [`Flow`],
-    /// [`BatchFlow`](crate::BatchFlow) or [`BatchAsyncFlow`](crate::BatchAsyncFlow).
+    /// [`BatchNode`](crate::BatchNode), another flow — a [`Flow`],
+    /// [`BatchFlow`](crate::BatchFlow) or [`BatchAsyncFlow`](crate::BatchAsyncFlow) — or a
+    /// [`Parallel`](crate::Parallel).
     ///
     /// `name` is how errors (and paths through nested flows) refer to the node.
     ///

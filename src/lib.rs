@@ -249,9 +249,11 @@
 //!
 //! ## Checking and drawing a flow
 //!
-//! A flow is checked the first time it runs (or when you call [`Flow::validate`]): a node that
-//! no edge reaches from the start is an error that says how to connect it, and so is a flow
-//! without nodes. Edges into another flow's nodes are refused when they are added.
+//! Every run checks its whole tree of flows before its first node (and [`Flow::validate`] does
+//! the same without running): a node that no edge reaches from the start is an error that
+//! says how to connect it, and so is a flow without nodes. A node's own settings (such as
+//! `max_retries()`) are checked when the node is reached, before its `prep`. Edges into
+//! another flow's nodes, and a second edge for an action, panic where they are added.
 //! [`Flow::to_mermaid`] writes the graph as Mermaid text — nested flows as subgraphs, edges
 //! labelled with their actions — to paste into a README, where GitHub draws it.
 //!

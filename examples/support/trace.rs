@@ -48,7 +48,8 @@ use miniflow::{Event, Observer};
 ///
 /// # One row per node of the flow's definition
 ///
-/// A `Trace` keeps one row per node as the flows define it, not per node run: the runs of a
+/// A `Trace` keeps one row per node as the flows define it (once the node has finished a run:
+/// a node that never ran has no row), not per node run: the runs of a
 /// node in a loop, in every sub-run of a batch flow and in every item's flow share its row,
 /// named by its path without the items' indices (`"fan/fetch"` for `"fan[0]/fetch"`,
 /// `"fan[1]/fetch"`, …). So a batch flow of 100,000 sub-runs prints as many rows as its flow
