@@ -230,7 +230,7 @@ impl<S: Send> BatchAsyncFlow<S> {
 /// (their paths are `"parallel/branch"`); they are polled together in the run's own task —
 /// nothing is spawned — up to [`max_in_flight`](Parallel::max_in_flight) at once.
 ///
-/// Like the branches of a [`BatchAsyncFlow`](crate::BatchAsyncFlow), they share the store:
+/// Like the branches of a [`BatchAsyncFlow`], they share the store:
 /// each `prep` and `post` has it to itself while it runs. Let each branch write its own part
 /// of the store. If a branch fails, the parallel node fails with its error and the branches
 /// still running are dropped (what their `post`s already wrote stays). When all have

@@ -16,7 +16,7 @@ impl<S> Flow<S> {
     /// and so do parallel nodes (`(Parallel)`), holding their branches. Edges are labelled
     /// with their action, except those for `"default"` and the empty action (an empty quoted
     /// label does not parse, and no label draws the same empty text); end edges lead to the
-    /// flow's `end` circle. A node without edges ends the flow, and has no arrow out. Flows nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH),
+    /// flow's `end` circle. A node without edges ends the flow, and has no arrow out. Flows nested deeper than [`MAX_DEPTH`],
     /// which cannot run, are drawn as a box saying so.
     ///
     /// # Any name draws as itself

@@ -233,7 +233,7 @@ impl Backoff {
 /// A timeout is a failed attempt like any other: the node retries if it has attempts left,
 /// then its `exec_fallback` gets this error (find it with `error.downcast_ref::<TimedOut>()`),
 /// and if the fallback returns it, it is the `source()` of the run's
-/// [`FlowError::NodeFailed`](crate::FlowError::NodeFailed). The fallback itself runs under the
+/// [`FlowError::NodeFailed`]. The fallback itself runs under the
 /// same limit: one that runs past it fails the node with a `TimedOut` whose
 /// [`fallback`](TimedOut::fallback) is true, so no phase that awaits can hang the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

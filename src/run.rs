@@ -1,4 +1,4 @@
-//! The machinery every run goes through: the object-safe [`Step`] a flow stores, the
+//! The machinery every run goes through: the [`Step`] a flow stores for each node, the
 //! [`Store`] handle, node paths, the step count, turns for the executor, and the concurrent
 //! runner.
 //!
@@ -6,10 +6,11 @@
 //!
 //! The public traits ([`Node`](crate::Node), [`BatchNode`](crate::BatchNode)) have associated
 //! types and `impl Future` methods, so they cannot be trait objects. [`IntoNode`] wraps each
-//! added node in a small adapter that implements [`Step`], whose `run` does the whole visit
+//! added node in a small adapter that implements [`Leaf`], whose `run` does the whole visit
 //! (prep, exec with retries, post) and returns it as one boxed future: that box is the only
-//! allocation a plain node run makes. A [`Flow`](crate::Flow) is a `Step` too, which is what
-//! lets flows nest.
+//! allocation a plain node run makes. A flow stores each node as a [`Step`]: such a leaf, a
+//! nested [`Flow`] (which is what lets flows nest), or a fan-out (a batch flow
+//! or a parallel node), whose insides validation and diagrams look into.
 //!
 //! A run holds the store as [`Store::Own`] (`&mut S`) for as long as it is sequential: no lock,
 //! no copy. Only where sub-runs go concurrent (a `BatchAsyncFlow`) is the `&mut S` moved into a
