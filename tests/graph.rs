@@ -8,8 +8,9 @@
 //! of flows first, so no node runs in a tree with a mistake. Also that the reachability check, which is cached, is worked out again after
 //! every change to the flow, and that `Flow::len` and `Flow::is_empty` count the nodes added.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+mod common;
 
+use common::{assert_duplicate, assert_foreign};
 use miniflow::{
     Action, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Flow, FlowError, Node, NodeId, Parallel,
     Params, Result, node_fn,
@@ -80,21 +81,6 @@ fn run(flow: &Flow<Visits>, visits: &mut Visits) -> Result<Action, FlowError> {
     smol::block_on(flow.run(visits))
 }
 
-/// Calls `build`, which must panic, and returns the panic's message.
-fn panic_message(build: impl FnOnce()) -> String {
-    let payload = match catch_unwind(AssertUnwindSafe(build)) {
-        Ok(()) => panic!("expected a panic, but the call returned"),
-        Err(payload) => payload,
-    };
-    match payload.downcast::<String>() {
-        Ok(message) => *message,
-        Err(payload) => match payload.downcast::<&'static str>() {
-            Ok(message) => message.to_string(),
-            Err(_) => panic!("a panic without a message"),
-        },
-    }
-}
-
 /// The message of the error for `nodes` of the flow at `node` (its path, empty for the
 /// outermost flow) that no edge reaches from its start node `start`.
 fn unreachable_message(node: &str, nodes: &[&str], start: &str) -> String {
@@ -130,27 +116,6 @@ fn assert_empty(err: &FlowError, node: &str, message: &str) {
     assert_eq!(n, node);
     assert_eq!(m, message);
     assert_eq!(err.to_string(), message);
-}
-
-/// Asserts that `build` panics because it was given `id`, an id of another flow, with the
-/// message that says so.
-fn assert_foreign(build: impl FnOnce(), id: NodeId) {
-    assert_eq!(
-        panic_message(build),
-        format!("{id:?} was returned by another flow's `add`; connect only ids this flow returned")
-    );
-}
-
-/// Asserts that `build` panics because `node` already has an edge for `action`, with the
-/// message that says so.
-fn assert_duplicate(build: impl FnOnce(), node: &str, action: &str) {
-    assert_eq!(
-        panic_message(build),
-        format!(
-            "node `{node}` already has an edge for action \"{action}\"; an action leads to one \
-             place, so remove one of the two edges or give it another action"
-        )
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -592,56 +557,16 @@ fn ids_of_another_flow_are_refused_by_edge_then_end_and_set_start() {
     flow.then(a, b);
     let before = flow.to_mermaid();
 
-    assert_foreign(
-        || {
-            flow.edge(a, "x", stranger);
-        },
-        stranger,
-    );
-    assert_foreign(
-        || {
-            flow.edge(stranger, "x", a);
-        },
-        stranger,
-    );
-    assert_foreign(
-        || {
-            flow.then(a, stranger);
-        },
-        stranger,
-    );
-    assert_foreign(
-        || {
-            flow.then(stranger, b);
-        },
-        stranger,
-    );
-    assert_foreign(
-        || {
-            flow.end(stranger, "stop");
-        },
-        stranger,
-    );
-    assert_foreign(
-        || {
-            flow.set_start(stranger);
-        },
-        stranger,
-    );
-    assert_foreign(
-        || {
-            flow.name(stranger);
-        },
-        stranger,
-    );
+    assert_foreign(|| _ = flow.edge(a, "x", stranger), stranger);
+    assert_foreign(|| _ = flow.edge(stranger, "x", a), stranger);
+    assert_foreign(|| _ = flow.then(a, stranger), stranger);
+    assert_foreign(|| _ = flow.then(stranger, b), stranger);
+    assert_foreign(|| _ = flow.end(stranger, "stop"), stranger);
+    assert_foreign(|| _ = flow.set_start(stranger), stranger);
+    assert_foreign(|| _ = flow.name(stranger), stranger);
     // The same index in another flow is still another flow's id.
     assert!(format!("{stranger:?}").starts_with("NodeId(0 of flow #"), "{stranger:?}");
-    assert_foreign(
-        || {
-            other.then(stranger, a);
-        },
-        a,
-    );
+    assert_foreign(|| _ = other.then(stranger, a), a);
 
     // Nothing was changed by the refused calls: same drawing, same run.
     assert_eq!(flow.to_mermaid(), before);
@@ -661,48 +586,12 @@ fn a_second_edge_for_the_same_action_is_refused_whatever_its_kind() {
     flow.end(a, "stop");
     flow.then(b, c);
 
-    assert_duplicate(
-        || {
-            flow.then(a, c);
-        },
-        "a",
-        "default",
-    );
-    assert_duplicate(
-        || {
-            flow.edge(a, "default", c);
-        },
-        "a",
-        "default",
-    );
-    assert_duplicate(
-        || {
-            flow.edge(a, "left", b);
-        },
-        "a",
-        "left",
-    );
-    assert_duplicate(
-        || {
-            flow.end(a, "left");
-        },
-        "a",
-        "left",
-    );
-    assert_duplicate(
-        || {
-            flow.edge(a, "stop", c);
-        },
-        "a",
-        "stop",
-    );
-    assert_duplicate(
-        || {
-            flow.end(a, "stop");
-        },
-        "a",
-        "stop",
-    );
+    assert_duplicate(|| _ = flow.then(a, c), "a", "default");
+    assert_duplicate(|| _ = flow.edge(a, "default", c), "a", "default");
+    assert_duplicate(|| _ = flow.edge(a, "left", b), "a", "left");
+    assert_duplicate(|| _ = flow.end(a, "left"), "a", "left");
+    assert_duplicate(|| _ = flow.edge(a, "stop", c), "a", "stop");
+    assert_duplicate(|| _ = flow.end(a, "stop"), "a", "stop");
 
     // The first edges stand: `a`'s default still leads to `b`.
     let mut visits = Visits::new();

@@ -18,9 +18,7 @@
 mod common;
 
 use std::alloc::System;
-use std::any::Any;
 use std::error::Error as _;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,7 +30,7 @@ use miniflow::{
 };
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
-use common::{Failure, failure, yield_times};
+use common::{Failure, assert_duplicate, assert_foreign, failure, panics, yield_times};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -40,25 +38,6 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// Runs a flow's future to its end.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     futures::executor::block_on(future)
-}
-
-/// The message of a caught panic.
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(message) => *message,
-        Err(payload) => match payload.downcast::<&'static str>() {
-            Ok(message) => message.to_string(),
-            Err(_) => "<a panic without a message>".to_string(),
-        },
-    }
-}
-
-/// Calls `f`, which must panic, and returns its message.
-fn panics<R>(f: impl FnOnce() -> R) -> String {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(_) => panic!("expected a panic, but the call returned"),
-        Err(payload) => panic_message(payload),
-    }
 }
 
 /// The message `Flow::add` and `Parallel::branch` panic with for an invalid name.
@@ -141,32 +120,12 @@ fn foreign(id: NodeId) -> String {
     format!("{id:?} was returned by another flow's `add`; connect only ids this flow returned")
 }
 
-/// Asserts that `build` panics because it was given `id`, an id of another flow, saying what
-/// to do.
-fn assert_foreign(build: impl FnOnce(), id: NodeId) {
-    let message = panics(build);
-    assert_eq!(message, foreign(id));
-    assert!(message.starts_with(&format!("{id:?} was returned by another flow's `add`")));
-    assert!(message.ends_with("connect only ids this flow returned"), "{message}");
-}
-
 /// The message `edge`, `then` and `end` panic with for a second edge for `action` from `node`.
 fn duplicate(node: &str, action: &str) -> String {
     format!(
         "node `{node}` already has an edge for action {action:?}; an action leads to one place, \
          so remove one of the two edges or give it another action"
     )
-}
-
-/// Asserts that `build` panics because `node` already has an edge for `action`, saying what
-/// to do.
-fn assert_duplicate(build: impl FnOnce(), node: &str, action: &str) {
-    let message = panics(build);
-    assert_eq!(message, duplicate(node, action));
-    assert!(
-        message.starts_with(&format!("node `{node}` already has an edge for action {action:?}"))
-    );
-    assert!(message.contains("remove one of the two edges or give it another action"));
 }
 
 /// The path of the empty flow an `InvalidConfig` is about, after checking that its message
@@ -351,48 +310,13 @@ fn ids_of_a_flow_since_nested_of_another_store_type_or_dropped_are_foreign_every
 
     let before = flow.to_mermaid();
     for foreign in [inside, typed, dropped, defaulted] {
-        assert_foreign(
-            || {
-                flow.edge(foreign, "x", a);
-            },
-            foreign,
-        );
-        assert_foreign(
-            || {
-                flow.edge(a, "x", foreign);
-            },
-            foreign,
-        );
-        assert_foreign(
-            || {
-                flow.then(foreign, a);
-            },
-            foreign,
-        );
-        assert_foreign(
-            || {
-                flow.then(a, foreign);
-            },
-            foreign,
-        );
-        assert_foreign(
-            || {
-                flow.end(foreign, "x");
-            },
-            foreign,
-        );
-        assert_foreign(
-            || {
-                flow.set_start(foreign);
-            },
-            foreign,
-        );
-        assert_foreign(
-            || {
-                flow.name(foreign);
-            },
-            foreign,
-        );
+        assert_foreign(|| _ = flow.edge(foreign, "x", a), foreign);
+        assert_foreign(|| _ = flow.edge(a, "x", foreign), foreign);
+        assert_foreign(|| _ = flow.then(foreign, a), foreign);
+        assert_foreign(|| _ = flow.then(a, foreign), foreign);
+        assert_foreign(|| _ = flow.end(foreign, "x"), foreign);
+        assert_foreign(|| _ = flow.set_start(foreign), foreign);
+        assert_foreign(|| _ = flow.name(foreign), foreign);
     }
     // Both ends foreign: the error names one of them (which one is not documented).
     let message = panics(|| {
@@ -414,70 +338,22 @@ fn duplicate_edges_are_compared_byte_for_byte_whatever_kind_came_first() {
     let b = add(&mut flow, "b");
     // An end edge first, then every other kind for the same action.
     flow.end(a, "stop");
-    assert_duplicate(
-        || {
-            flow.edge(a, "stop", b);
-        },
-        "a",
-        "stop",
-    );
-    assert_duplicate(
-        || {
-            flow.edge(a, String::from("stop"), b);
-        },
-        "a",
-        "stop",
-    );
-    assert_duplicate(
-        || {
-            flow.end(a, "stop");
-        },
-        "a",
-        "stop",
-    );
+    assert_duplicate(|| _ = flow.edge(a, "stop", b), "a", "stop");
+    assert_duplicate(|| _ = flow.edge(a, String::from("stop"), b), "a", "stop");
+    assert_duplicate(|| _ = flow.end(a, "stop"), "a", "stop");
     // `then` is an edge for "default", however "default" is spelled out.
     flow.end(a, "default");
-    assert_duplicate(
-        || {
-            flow.then(a, b);
-        },
-        "a",
-        "default",
-    );
-    assert_duplicate(
-        || {
-            flow.edge(a, Action::DEFAULT, b);
-        },
-        "a",
-        "default",
-    );
-    assert_duplicate(
-        || {
-            flow.edge(a, Action::default(), b);
-        },
-        "a",
-        "default",
-    );
+    assert_duplicate(|| _ = flow.then(a, b), "a", "default");
+    assert_duplicate(|| _ = flow.edge(a, Action::DEFAULT, b), "a", "default");
+    assert_duplicate(|| _ = flow.edge(a, Action::default(), b), "a", "default");
     // Different bytes are different actions: none of these is a duplicate.
     for action in ["Default", "DEFAULT", "default ", "stop\0", "", "é", "e\u{301}"] {
         flow.edge(a, action, b);
     }
     // ...and each of them is taken now.
     for action in ["Default", "", "é", "e\u{301}"] {
-        assert_duplicate(
-            || {
-                flow.edge(a, action, b);
-            },
-            "a",
-            action,
-        );
-        assert_duplicate(
-            || {
-                flow.end(a, action);
-            },
-            "a",
-            action,
-        );
+        assert_duplicate(|| _ = flow.edge(a, action, b), "a", action);
+        assert_duplicate(|| _ = flow.end(a, action), "a", action);
     }
     flow.edge(a, big.clone(), b);
     let message = panics(|| {

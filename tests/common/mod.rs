@@ -165,3 +165,39 @@ pub fn poll_by_hand<F: Future>(future: F, limit: usize) -> (Option<F::Output>, u
     }
     (None, limit)
 }
+
+/// Calls `f`, which must panic, and returns the panic's message.
+pub fn panics<R>(f: impl FnOnce() -> R) -> String {
+    let payload = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(_) => panic!("expected a panic, but the call returned"),
+        Err(payload) => payload,
+    };
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(message) => message.to_string(),
+            Err(_) => panic!("a panic without a message"),
+        },
+    }
+}
+
+/// Asserts that `build` panics because it was given `id`, an id of another flow, with the
+/// message that says so.
+pub fn assert_foreign<R>(build: impl FnOnce() -> R, id: miniflow::NodeId) {
+    assert_eq!(
+        panics(build),
+        format!("{id:?} was returned by another flow's `add`; connect only ids this flow returned")
+    );
+}
+
+/// Asserts that `build` panics because `node` already has an edge for `action`, with the
+/// message that says so.
+pub fn assert_duplicate<R>(build: impl FnOnce() -> R, node: &str, action: &str) {
+    assert_eq!(
+        panics(build),
+        format!(
+            "node `{node}` already has an edge for action {action:?}; an action leads to one place, \
+             so remove one of the two edges or give it another action"
+        )
+    );
+}
