@@ -16,7 +16,11 @@ use loopback::{Answer, STREAM_HEAD, chunk, completion, event_chunk, reply, serve
 use miniflow::{Action, Ctx, Event, Flow, Node, Params, Result, RunOptions};
 use serde_json::json;
 use support::openai::OpenAi;
-use support::{Flaky, Message, Model, Overloaded, Rules, Scripted, Slow, text};
+use support::{Flaky, Message, Model, ModelError, Rules, Scripted, Slow, text};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
 
 fn client(url: &str) -> OpenAi {
     OpenAi::new(url, "test-model", Some("sk-test".to_string()))
@@ -231,7 +235,13 @@ fn flaky_fails_its_first_calls_then_passes_them_on() -> Result<()> {
     let hi = [Message::user("hi")];
     for _ in 0..2 {
         let err = smol::block_on(model.chat(&hi)).unwrap_err();
-        assert!(err.is::<Overloaded>(), "{err}");
+        let err = err.downcast_ref::<ModelError>().expect("a ModelError");
+        assert_eq!((err.status_code(), err.retry_after()), (Some(503), Some(ms(5))));
+        assert_eq!(
+            err.to_string(),
+            "stand-in answered 503 Service Unavailable: the model is overloaded, try again later \
+             (retry after 5ms)"
+        );
     }
     assert_eq!(smol::block_on(model.chat(&hi))?, "fine");
     assert_eq!(model.calls(), 3);

@@ -194,30 +194,190 @@ impl<F: Fn(&str) -> String + Send + Sync> Model for Rules<F> {
     }
 }
 
-/// The error a [`Flaky`] model fails with: what a busy server answers.
+/// Why a call to a model failed: which server, what it said, and whether trying again may
+/// help (see [`retryable`](ModelError::retryable) and [`retry_after`](ModelError::retry_after)).
+///
+/// The real client ([`openai::OpenAi`]) fails with this error, and so do the stand-ins that
+/// simulate a failing server ([`Flaky`]), so [`wait`] decides the same way offline and online.
+/// It reaches a node as a [`miniflow::Error`]; find it with `error.downcast_ref::<ModelError>()`.
 #[derive(Debug)]
-pub struct Overloaded;
+pub struct ModelError {
+    /// The URL asked, or `stand-in` for the offline stand-ins.
+    url: String,
+    kind: Kind,
+    /// What went wrong, in a few words: the server's own message where it sent one.
+    message: String,
+    retry_after: Option<Duration>,
+}
 
-impl fmt::Display for Overloaded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the model is overloaded (HTTP 503), try again later")
+/// The kinds of [`ModelError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The server answered with an HTTP error status.
+    Status(u16),
+    /// A time limit ran out (its name and value are in the message).
+    Timeout,
+    /// No connection could be made, or it broke before the reply was whole.
+    Connection,
+    /// The server answered, but not with a usable reply.
+    Reply { retryable: bool },
+}
+
+impl ModelError {
+    /// The server at `url` answered with HTTP `status` and `message` (its own words, not its
+    /// whole body).
+    pub fn status(url: impl Into<String>, status: u16, message: impl Into<String>) -> Self {
+        ModelError::new(url, Kind::Status(status), message)
+    }
+
+    /// This error with the server's hint of when to try again (its `Retry-After` header).
+    ///
+    /// A real header gives whole seconds; the stand-ins give a few milliseconds, so the
+    /// examples stay fast.
+    #[must_use = "`with_retry_after` returns the error with its hint set"]
+    pub fn with_retry_after(self, pause: Duration) -> Self {
+        ModelError { retry_after: Some(pause), ..self }
+    }
+
+    /// A time limit of a request to `url` ran out: `message` names the limit and its value.
+    pub fn timeout(url: impl Into<String>, message: impl Into<String>) -> Self {
+        ModelError::new(url, Kind::Timeout, message)
+    }
+
+    /// No connection to `url` could be made (refused, no such host), or it broke off.
+    pub fn connection(url: impl Into<String>, message: impl Into<String>) -> Self {
+        ModelError::new(url, Kind::Connection, message)
+    }
+
+    /// The server at `url` answered, but its reply was no use (empty, not JSON, cut short);
+    /// `retryable` says whether asking again may get a better one.
+    pub fn reply(url: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
+        ModelError::new(url, Kind::Reply { retryable }, message)
+    }
+
+    fn new(url: impl Into<String>, kind: Kind, message: impl Into<String>) -> Self {
+        ModelError { url: url.into(), kind, message: message.into(), retry_after: None }
+    }
+
+    /// The URL that was asked (`stand-in` for the offline stand-ins).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The HTTP status the server answered with, if it answered with an error status.
+    pub fn status_code(&self) -> Option<u16> {
+        match self.kind {
+            Kind::Status(code) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// What went wrong: the server's own message where it sent one.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The pause the server asked for before the next try (its `Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Whether trying again may help: yes for a rate limit (`429`), a server error (`500`,
+    /// `502`, `503`, `504`), a timeout, a refused or broken connection and a reply cut short;
+    /// no for a refused request (`400`, `401`, `403`, `404`, `422`, any other status) or a
+    /// reply that will not get better.
+    pub fn retryable(&self) -> bool {
+        match self.kind {
+            Kind::Status(code) => matches!(code, 429 | 500 | 502 | 503 | 504),
+            Kind::Timeout | Kind::Connection => true,
+            Kind::Reply { retryable } => retryable,
+        }
     }
 }
 
-impl std::error::Error for Overloaded {}
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            Kind::Status(code) => {
+                let reason = ureq::http::StatusCode::from_u16(code)
+                    .ok()
+                    .and_then(|status| status.canonical_reason())
+                    .unwrap_or("");
+                write!(f, "{} answered {code} {reason}: {}", self.url, self.message)?;
+            }
+            _ => write!(f, "{}: {}", self.url, self.message)?,
+        }
+        match self.retry_after {
+            Some(pause) => write!(f, " (retry after {pause:?})"),
+            None => Ok(()),
+        }
+    }
+}
 
-/// A model whose first `failures` calls fail with [`Overloaded`]; after that it passes
-/// calls on to the model it wraps. `usize::MAX` failures make a model that is always down.
+impl std::error::Error for ModelError {}
+
+/// The longest pause a server's `Retry-After` may ask of [`wait`]: a server that asks for more
+/// is not retried (the node falls back at once rather than sleep for minutes).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The retry decision of every node that calls a model: its `Node::wait` hook is
+/// `support::wait(error, cx)`.
+///
+/// Finds the [`ModelError`] in `error` or down its `source()` chain, and returns:
+///
+/// - the server's own pause for an error that says when to come back (a `429` or `503` with
+///   `Retry-After`), or `None` if it asks for more than [`MAX_RETRY_AFTER`];
+/// - a backoff for other errors worth retrying (`500`, a timeout, a refused connection, …):
+///   about 0.5 s after the first failed attempt, then twice as long each time up to 30 s,
+///   each pause shortened by a random part of up to half (jitter, so that clients that failed
+///   together do not all come back at once);
+/// - `None`, no retry (the node goes to its `exec_fallback`), for an error that trying again
+///   cannot fix (`400`, `401`, `403`, `404`, `422`);
+/// - the same backoff for any other error (a node's [`miniflow::TimedOut`], an error of your
+///   own): when in doubt, try again, since `max_retries` bounds the attempts anyway.
+pub fn wait(error: &miniflow::Error, cx: miniflow::Ctx<'_>) -> Option<Duration> {
+    let first: &(dyn std::error::Error + 'static) = &**error;
+    let mut chain = std::iter::successors(Some(first), |e| e.source());
+    let model_error = chain.find_map(|e| e.downcast_ref::<ModelError>());
+    let backoff = miniflow::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    match model_error {
+        Some(e) if !e.retryable() => None,
+        Some(e) => match e.retry_after() {
+            Some(pause) => (pause <= MAX_RETRY_AFTER).then_some(pause),
+            None => Some(backoff.jitter(0.5).delay(cx.attempt())),
+        },
+        None => Some(backoff.jitter(0.5).delay(cx.attempt())),
+    }
+}
+
+/// What a busy stand-in answers: `503` with a `Retry-After` of 5 ms.
+fn overloaded() -> ModelError {
+    ModelError::status("stand-in", 503, "the model is overloaded, try again later")
+        .with_retry_after(Duration::from_millis(5))
+}
+
+/// A model whose first `failures` calls fail with a [`ModelError`] (by default a `503` with a
+/// `Retry-After` of 5 ms); after that it passes calls on to the model it wraps. `usize::MAX`
+/// failures make a model that is always down.
 pub struct Flaky {
     inner: Arc<dyn Model>,
     failures: usize,
+    error: fn() -> ModelError,
     calls: AtomicUsize,
 }
 
 impl Flaky {
     /// Wraps `inner` so that its first `failures` calls fail.
     pub fn new(inner: Arc<dyn Model>, failures: usize) -> Self {
-        Flaky { inner, failures, calls: AtomicUsize::new(0) }
+        Flaky { inner, failures, error: overloaded, calls: AtomicUsize::new(0) }
+    }
+
+    /// This model failing with `error()` instead, made afresh for each failed call: a rate
+    /// limit (`ModelError::status("stand-in", 429, "slow down").with_retry_after(…)`), a
+    /// refused key (`401`), ….
+    #[must_use = "`failing_with` returns the model with its error set"]
+    pub fn failing_with(self, error: fn() -> ModelError) -> Self {
+        Flaky { error, ..self }
     }
 
     /// How many calls were made, failed ones included.
@@ -230,7 +390,8 @@ impl Model for Flaky {
     fn chat<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, Result<String>> {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         if call < self.failures {
-            return Box::pin(async { Err(Overloaded.into()) });
+            let error = (self.error)();
+            return Box::pin(async { Err(error.into()) });
         }
         self.inner.chat(messages)
     }
