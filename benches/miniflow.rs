@@ -219,7 +219,7 @@ impl BatchNode<u64> for Double {
         Ok(item * 2)
     }
 
-    fn post(&self, sum: &mut u64, _: Vec<u64>, outputs: Vec<u64>) -> Result<Action> {
+    fn post(&self, sum: &mut u64, _: &Params, _: Vec<u64>, outputs: Vec<u64>) -> Result<Action> {
         *sum = outputs.iter().sum();
         Ok(Action::DEFAULT)
     }
@@ -313,7 +313,7 @@ impl BatchNode<u64> for Sleep {
         Ok(())
     }
 
-    fn post(&self, done: &mut u64, _: Vec<u64>, outputs: Vec<()>) -> Result<Action> {
+    fn post(&self, done: &mut u64, _: &Params, _: Vec<u64>, outputs: Vec<()>) -> Result<Action> {
         *done = outputs.len() as u64;
         Ok(Action::DEFAULT)
     }

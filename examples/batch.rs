@@ -81,6 +81,7 @@ impl BatchNode<Store> for Translate {
     fn post(
         &self,
         store: &mut Store,
+        _: &Params,
         requests: Vec<Request>,
         outputs: Vec<String>,
     ) -> Result<Action> {

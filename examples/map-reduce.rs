@@ -79,6 +79,7 @@ impl BatchNode<Store> for Evaluate {
     fn post(
         &self,
         store: &mut Store,
+        _: &Params,
         _resumes: Vec<Resume>,
         verdicts: Vec<Verdict>,
     ) -> Result<Action> {

@@ -195,6 +195,7 @@ impl BatchNode<Soundtrack> for Reviews {
     fn post(
         &self,
         store: &mut Soundtrack,
+        _: &Params,
         items: Vec<(Critic, String)>,
         reviews: Vec<(String, Duration)>,
     ) -> Result<Action> {

@@ -1,10 +1,12 @@
 //! [`BatchNode`]: a node whose `exec` runs once per item.
 
 use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::retry;
-use crate::run::{self, Scope, Sealed, Step, Store, Visit, marker};
+use crate::run::{self, Own, Scope, Sealed, Step, Store, Visit, marker};
 use crate::{Action, Ctx, Error, Params, Phase, Result};
 
 /// A node whose `prep` returns a list of items and whose `exec` runs once per item, each item
@@ -35,7 +37,7 @@ use crate::{Action, Ctx, Error, Params, Phase, Result};
 ///         Ok(word.to_uppercase())
 ///     }
 ///
-///     fn post(&self, words: &mut Vec<String>, _: Vec<String>, loud: Vec<String>) -> Result<Action> {
+///     fn post(&self, words: &mut Vec<String>, _: &Params, _: Vec<String>, loud: Vec<String>) -> Result<Action> {
 ///         *words = loud;
 ///         Ok(Action::DEFAULT)
 ///     }
@@ -84,10 +86,12 @@ pub trait BatchNode<S>: Send + Sync {
         async move { Err(error) }
     }
 
-    /// Gets the items back with their outputs (same length, same order) and writes the results.
+    /// Gets the params `prep` saw (for context the items do not carry, such as a batch id),
+    /// and the items back with their outputs (same length, same order), and writes the results.
     fn post(
         &self,
         store: &mut S,
+        params: &Params,
         items: Vec<Self::Item>,
         outputs: Vec<Self::Output>,
     ) -> Result<Action>;
@@ -119,11 +123,11 @@ pub trait BatchNode<S>: Send + Sync {
 }
 
 /// Runs one visit of a [`BatchNode`].
-struct Batch<B>(B);
+struct Batch<P>(P);
 
-impl<S: Send, B: BatchNode<S>> run::Leaf<S> for Batch<B> {
+impl<S: Send, P: Deref<Target: BatchNode<S>> + Send + Sync> run::Leaf<S> for Batch<P> {
     fn run<'a>(&'a self, mut store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
-        let node = &self.0;
+        let node = &*self.0;
         run::boxed(move || async move {
             let (path, limit) = (scope.path, node.max_in_flight());
             retry::check(node.max_retries(), node.timeout(), limit, path)?;
@@ -151,14 +155,21 @@ impl<S: Send, B: BatchNode<S>> run::Leaf<S> for Batch<B> {
                 });
                 run::run_all(jobs, limit).await?
             };
-            let action =
-                store.phase(path, Phase::Post, attempts, |s| node.post(s, items, outputs))?;
+            let action = store.phase(path, Phase::Post, attempts, |s| {
+                node.post(s, scope.params, items, outputs)
+            })?;
             Ok((action, attempts))
         })
     }
 }
 
 impl<S: Send, B: BatchNode<S> + 'static> Sealed<S, marker::Batch> for B {
+    fn into_step(self) -> Step<S> {
+        Step::Leaf(Box::new(Batch(Own(self))), true)
+    }
+}
+
+impl<S: Send, B: BatchNode<S> + 'static> Sealed<S, marker::SharedBatch> for Arc<B> {
     fn into_step(self) -> Step<S> {
         Step::Leaf(Box::new(Batch(self)), true)
     }

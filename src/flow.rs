@@ -94,6 +94,58 @@ impl<S> Flow<S> {
         Flow { id, slots: Vec::new(), start: 0, entries: Vec::new() }
     }
 
+    /// A flow of one node: how to run a node, a batch node or a batch flow by itself
+    /// (PocketFlow's `node.run(shared)`). `Flow::of(node).run(&mut store).await` runs it once,
+    /// with its retries and fallback, and returns the action its `post` chose;
+    /// [`run_with`](Flow::run_with) gives it params, an observer or a step limit.
+    ///
+    /// The node is named after its type, without module path or generic arguments
+    /// (`Summarize` for `my_app::Summarize<T>`, also behind an `Arc`), which is how errors and
+    /// events name it. The name comes from [`std::any::type_name`], whose text the compiler
+    /// does not promise to keep: for a name to rely on (a checkpoint, a resume), use
+    /// [`add`](Flow::add).
+    ///
+    /// ```
+    /// use miniflow::{Action, Ctx, Flow, Node, Params, Result};
+    ///
+    /// struct Double;
+    ///
+    /// impl Node<i64> for Double {
+    ///     type Prep = i64;
+    ///     type Output = i64;
+    ///     fn prep(&self, n: &i64, _: &Params) -> Result<i64> {
+    ///         Ok(*n)
+    ///     }
+    ///     async fn exec(&self, n: &i64, _: Ctx<'_>) -> Result<i64> {
+    ///         n.checked_mul(2).ok_or_else(|| "too large".into())
+    ///     }
+    ///     fn post(&self, n: &mut i64, _: i64, doubled: i64) -> Result<Action> {
+    ///         *n = doubled;
+    ///         Ok(Action::DEFAULT)
+    ///     }
+    /// }
+    ///
+    /// let mut n = 21;
+    /// assert_eq!(smol::block_on(Flow::of(Double).run(&mut n))?, "default");
+    /// assert_eq!(n, 42);
+    ///
+    /// let mut huge = i64::MAX;
+    /// let error = smol::block_on(Flow::of(Double).run(&mut huge)).unwrap_err();
+    /// assert_eq!(error.to_string(), "node `Double` failed in exec after 1 attempt");
+    /// # Ok::<(), miniflow::Error>(())
+    /// ```
+    pub fn of<N, M>(node: N) -> Self
+    where
+        N: IntoNode<S, M>,
+    {
+        let full = std::any::type_name::<N>();
+        let inner = full.strip_prefix("alloc::sync::Arc<").unwrap_or(full);
+        let path = inner.split('<').next().unwrap_or(inner);
+        let mut flow = Flow::new();
+        flow.add(path.rsplit("::").next().unwrap_or(path).replace(['[', ']'], ""), node);
+        flow
+    }
+
     /// Adds a node and returns its key. The first node added is where runs start.
     ///
     /// `node` is anything [`IntoNode`] accepts: a [`Node`](crate::Node), a
@@ -136,6 +188,20 @@ impl<S> Flow<S> {
     /// As [`edge`](Flow::edge).
     pub fn then(&mut self, from: NodeId, to: NodeId) -> &mut Self {
         self.edge(from, Action::DEFAULT, to)
+    }
+
+    /// Connects each node to the next for [`Action::DEFAULT`]: `flow.chain(&[a, b, c])` is
+    /// `flow.then(a, b).then(b, c)` (PocketFlow's `a >> b >> c`). Fewer than two nodes connect
+    /// nothing.
+    ///
+    /// # Panics
+    /// As [`edge`](Flow::edge), at the first pair that already has a default edge or comes
+    /// from another flow; the pairs before it stay connected.
+    pub fn chain(&mut self, nodes: &[NodeId]) -> &mut Self {
+        for pair in nodes.windows(2) {
+            self.then(pair[0], pair[1]);
+        }
+        self
     }
 
     /// Declares that `action`, returned by `from`, ends the run (with `action` as its result).

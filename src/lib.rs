@@ -70,7 +70,7 @@
 //!     async fn exec(&self, text: &String, _: Ctx<'_>) -> Result<usize> {
 //!         Ok(text.chars().count())
 //!     }
-//!     fn post(&self, store: &mut Store, _: Vec<String>, lengths: Vec<usize>) -> Result<Action> {
+//!     fn post(&self, store: &mut Store, _: &Params, _: Vec<String>, lengths: Vec<usize>) -> Result<Action> {
 //!         store.lengths = lengths;
 //!         Ok(Action::DEFAULT)
 //!     }
@@ -517,10 +517,10 @@ pub use batch::BatchNode;
 pub use error::{Error, FlowError, Phase, Result};
 pub use fan::{BatchAsyncFlow, BatchFlow, Parallel};
 pub use flow::{Flow, NodeId, RunOptions};
-pub use node::{Ctx, Node, NodeFn, node_fn};
+pub use node::{Ctx, ExecFn, Node, exec_fn, node_fn};
 pub use observe::{Event, Observer};
-pub use params::{Params, Value};
-pub use retry::{Backoff, MAX_ATTEMPTS, TimedOut};
+pub use params::{FromValue, Params, Value};
+pub use retry::{Backoff, MAX_ATTEMPTS, TimedOut, sleep};
 pub use run::{IntoNode, MAX_DEPTH, NodePath};
 
 // The README's examples are compiled and run as doc tests.

@@ -1,11 +1,13 @@
 //! [`Node`]: the three-phase step every flow is made of, and [`node_fn`] for quick ones.
 
 use std::fmt;
-use std::future::Future;
+use std::future::{self, Future};
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::retry;
-use crate::run::{self, NodePath, RunCx, Scope, Sealed, Step, Store, Visit, marker};
+use crate::run::{self, NodePath, Own, RunCx, Scope, Sealed, Step, Store, Visit, marker};
 use crate::{Action, Error, Event, Params, Phase, Result};
 
 /// One step of a flow, in three phases: `prep` reads the store, `exec` does the slow or flaky
@@ -333,12 +335,13 @@ impl fmt::Debug for Ctx<'_> {
     }
 }
 
-/// Runs one visit of a [`Node`]: the adapter [`Flow::add`](crate::Flow::add) stores.
-struct Leaf<N>(N);
+/// Runs one visit of a [`Node`]: the adapter [`Flow::add`](crate::Flow::add) stores, around
+/// the node itself ([`Own`]) or an `Arc` of it.
+struct Leaf<P>(P);
 
-impl<S: Send, N: Node<S>> run::Leaf<S> for Leaf<N> {
+impl<S: Send, P: Deref<Target: Node<S>> + Send + Sync> run::Leaf<S> for Leaf<P> {
     fn run<'a>(&'a self, mut store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
-        let node = &self.0;
+        let node = &*self.0;
         run::boxed(move || async move {
             let path = scope.path;
             retry::check(node.max_retries(), node.timeout(), 1, path)?;
@@ -354,21 +357,105 @@ impl<S: Send, N: Node<S>> run::Leaf<S> for Leaf<N> {
 
 impl<S: Send, N: Node<S> + 'static> Sealed<S, marker::Leaf> for N {
     fn into_step(self) -> Step<S> {
+        Step::Leaf(Box::new(Leaf(Own(self))), false)
+    }
+}
+
+impl<S: Send, N: Node<S> + 'static> Sealed<S, marker::SharedLeaf> for Arc<N> {
+    fn into_step(self) -> Step<S> {
         Step::Leaf(Box::new(Leaf(self)), false)
     }
 }
 
-/// A node made of one synchronous closure: see [`node_fn`].
+/// A node made of three closures, one per phase: see [`exec_fn`].
 #[derive(Clone)]
-pub struct NodeFn<F>(F);
+pub struct ExecFn<P, E, O>(P, E, O);
 
-/// Makes a node from a closure that gets the store and the params and returns the action:
+/// Makes a node from three closures, one per phase, for a quick step whose `exec` awaits: a
+/// model call, a request, a pause.
+///
+/// - `prep(&store, &params)` reads what `exec` needs and returns it (any `Clone` value);
+/// - `exec(input)` gets a clone of that value and returns a future: each attempt (see
+///   [`Node::max_retries`], which is 1 here) gets a clone of its own, so the future can own it;
+/// - `post(&mut store, output)` writes the output and returns the action.
+///
+/// It is a [`Node`] with the default settings (one attempt, no timeout, no fallback). For
+/// retries, a fallback, or [`Ctx`] (the attempt number, [`Ctx::emit`]), implement [`Node`].
+///
+/// ```
+/// use std::time::Duration;
+/// use miniflow::{Action, Flow, exec_fn};
+///
+/// #[derive(Default)]
+/// struct Shared { question: String, answer: String }
+///
+/// let ask = exec_fn(
+///     |s: &Shared, _| Ok(s.question.clone()),
+///     |question| async move {
+///         miniflow::sleep(Duration::from_millis(1)).await; // a model would answer here
+///         Ok(format!("you asked {question:?}"))
+///     },
+///     |s, answer| {
+///         s.answer = answer;
+///         Ok(Action::DEFAULT)
+///     },
+/// );
+/// let mut shared = Shared { question: "why?".into(), ..Shared::default() };
+/// smol::block_on(Flow::of(ask).run(&mut shared))?;
+/// assert_eq!(shared.answer, r#"you asked "why?""#);
+/// # Ok::<(), miniflow::Error>(())
+/// ```
+pub fn exec_fn<S, I, T, F, P, E, O>(prep: P, exec: E, post: O) -> ExecFn<P, E, O>
+where
+    P: Fn(&S, &Params) -> Result<I> + Send + Sync,
+    E: Fn(I) -> F + Send + Sync,
+    F: Future<Output = Result<T>> + Send,
+    O: Fn(&mut S, T) -> Result<Action> + Send + Sync,
+    I: Clone + Send + Sync,
+    T: Send,
+{
+    ExecFn(prep, exec, post)
+}
+
+impl<S, I, T, F, P, E, O> Node<S> for ExecFn<P, E, O>
+where
+    P: Fn(&S, &Params) -> Result<I> + Send + Sync,
+    E: Fn(I) -> F + Send + Sync,
+    F: Future<Output = Result<T>> + Send,
+    O: Fn(&mut S, T) -> Result<Action> + Send + Sync,
+    I: Clone + Send + Sync,
+    T: Send,
+{
+    type Prep = I;
+    type Output = T;
+
+    fn prep(&self, store: &S, params: &Params) -> Result<I> {
+        (self.0)(store, params)
+    }
+
+    fn exec(&self, input: &I, _: Ctx<'_>) -> impl Future<Output = Result<T>> + Send {
+        (self.1)(input.clone())
+    }
+
+    fn post(&self, store: &mut S, _: I, output: T) -> Result<Action> {
+        (self.2)(store, output)
+    }
+}
+
+impl<P, E, O> fmt::Debug for ExecFn<P, E, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecFn").finish_non_exhaustive()
+    }
+}
+
+/// Makes a node from one closure that gets the store and the params and returns the action:
 /// for glue steps that only move data around or decide where to go.
 ///
 /// The closure runs as the node's `post` (synchronous, `&mut S`), so an error it returns is
 /// reported as failing in [`Phase::Post`] (a missing param is still a [`FlowError::Param`](crate::FlowError::Param)).
-/// The node has no `exec` to speak of and is never retried: for anything that awaits,
-/// implement [`Node`].
+/// The node has no `exec` to speak of and is never retried: for a step that awaits, see
+/// [`exec_fn`] or implement [`Node`]. It is an [`exec_fn`] whose `prep` passes the params on
+/// and whose `exec` hands them to `post` at once.
 ///
 /// ```
 /// use miniflow::{Action, Flow, node_fn};
@@ -391,35 +478,10 @@ pub struct NodeFn<F>(F);
 /// assert_eq!((n, last.as_str()), (12, "done"));
 /// # Ok::<(), miniflow::Error>(())
 /// ```
-pub fn node_fn<S, F>(f: F) -> NodeFn<F>
+pub fn node_fn<S, F>(f: F) -> impl Node<S> + fmt::Debug
 where
     F: Fn(&mut S, &Params) -> Result<Action> + Send + Sync,
 {
-    NodeFn(f)
-}
-
-impl<S, F> Node<S> for NodeFn<F>
-where
-    F: Fn(&mut S, &Params) -> Result<Action> + Send + Sync,
-{
-    type Prep = Params;
-    type Output = ();
-
-    fn prep(&self, _: &S, params: &Params) -> Result<Params> {
-        Ok(params.clone())
-    }
-
-    async fn exec(&self, _: &Params, _: Ctx<'_>) -> Result<()> {
-        Ok(())
-    }
-
-    fn post(&self, store: &mut S, params: Params, _: ()) -> Result<Action> {
-        (self.0)(store, &params)
-    }
-}
-
-impl<F> fmt::Debug for NodeFn<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NodeFn").finish_non_exhaustive()
-    }
+    let prep = |_: &S, params: &Params| Ok(params.clone());
+    exec_fn(prep, |params| future::ready(Ok(params)), move |s, params| f(s, &params))
 }

@@ -8,8 +8,9 @@ use crate::FlowError;
 
 /// One param value: a string, an integer, a float or a bool.
 ///
-/// Made with `.into()` from `&str`, `String`, the integer types that fit in an `i64`, `f32`,
-/// `f64` and `bool`; read back with the typed getters of [`Params`].
+/// Made with `.into()` from `&str`, `String`, the integer types, `f32`, `f64` and `bool`; read
+/// back with the typed getters of [`Params`]. Integers are held as `i64`: a `usize` or `u64`
+/// above `i64::MAX` panics (see the `From` impls), so pass such a number as a string.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Value {
@@ -29,6 +30,7 @@ impl Value {
     fn parts(&self) -> (&'static str, &dyn fmt::Display) {
         match self {
             Value::Str(s) => ("a string", s),
+            Value::Int(n) if *n < 0 => ("a negative integer", n),
             Value::Int(n) => ("an integer", n),
             Value::Float(x) => ("a float", x),
             Value::Bool(b) => ("a bool", b),
@@ -56,6 +58,55 @@ value_from! {
     Int: i8, i16, i32, i64, u8, u16, u32;
     Float: f32, f64;
     Bool: bool;
+}
+
+macro_rules! value_from_unsigned {
+    ($($t:ty),*) => {$(
+        /// # Panics
+        /// When the number is above `i64::MAX`, which an integer param cannot hold.
+        impl From<$t> for Value {
+            fn from(n: $t) -> Self {
+                let too_large = |_| panic!("{n} is too large for a param (at most i64::MAX): pass it as a string");
+                Value::Int(i64::try_from(n).unwrap_or_else(too_large))
+            }
+        }
+    )*};
+}
+value_from_unsigned!(u64, usize);
+
+/// A type a param can be read as, with [`Params::get_as`] and [`Params::get_or`]: `&str`,
+/// `i64`, `usize`, `u64`, `f64` and `bool`. A value is read as the type it was set with (an
+/// integer is not a float, a string of digits is not an integer); `usize` and `u64` take the
+/// integers from 0 up.
+pub trait FromValue<'a>: Sized {
+    /// What the value should be, as [`FlowError::Param`] says it: `"an integer"`.
+    const EXPECTED: &'static str;
+
+    /// The value as `Self`, or `None` when it is of another type or out of range.
+    fn from_value(value: &'a Value) -> Option<Self>;
+}
+
+macro_rules! from_value {
+    ($($t:ty: $expected:literal, $variant:ident($v:ident) => $out:expr;)*) => {$(
+        impl<'a> FromValue<'a> for $t {
+            const EXPECTED: &'static str = $expected;
+
+            fn from_value(value: &'a Value) -> Option<Self> {
+                match value {
+                    Value::$variant($v) => $out,
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+from_value! {
+    &'a str: "a string", Str(s) => Some(s);
+    i64: "an integer", Int(n) => Some(*n);
+    usize: "a non-negative integer", Int(n) => usize::try_from(*n).ok();
+    u64: "a non-negative integer", Int(n) => u64::try_from(*n).ok();
+    f64: "a float", Float(x) => Some(*x);
+    bool: "a bool", Bool(b) => Some(*b);
 }
 
 type Entry = (Cow<'static, str>, Value);
@@ -193,49 +244,61 @@ impl Params {
         merged
     }
 
-    /// The string value of `key`.
+    /// The value of `key` as a `T` (see [`FromValue`] for the types):
+    /// `params.get_as::<usize>("item")?`.
+    ///
+    /// # Errors
+    /// [`FlowError::Param`] when `key` is missing, or its value is of another type or out of
+    /// `T`'s range (a negative `usize`).
+    pub fn get_as<'a, T: FromValue<'a>>(&'a self, key: &str) -> Result<T, FlowError> {
+        let found = self.get(key);
+        found.and_then(T::from_value).ok_or_else(|| mistyped(key, T::EXPECTED, found))
+    }
+
+    /// The value of `key` as a `T`, or `default` when `key` is missing (PocketFlow's
+    /// `params.get("multiplier", 1)`): `params.get_or("multiplier", 1)?`.
+    ///
+    /// # Errors
+    /// [`FlowError::Param`] when `key` is set to a value of another type or out of `T`'s
+    /// range: a mistyped param is a mistake, not a missing one.
+    pub fn get_or<'a, T: FromValue<'a>>(&'a self, key: &str, default: T) -> Result<T, FlowError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(_) => self.get_as(key),
+        }
+    }
+
+    /// The string value of `key`: `get_as::<&str>`.
     ///
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not a string.
     pub fn str(&self, key: &str) -> Result<&str, FlowError> {
-        match self.get(key) {
-            Some(Value::Str(s)) => Ok(s.as_ref()),
-            found => Err(mistyped(key, "a string", found)),
-        }
+        self.get_as(key)
     }
 
-    /// The integer value of `key`.
+    /// The integer value of `key`: `get_as::<i64>`.
     ///
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not an integer.
     pub fn int(&self, key: &str) -> Result<i64, FlowError> {
-        match self.get(key) {
-            Some(Value::Int(n)) => Ok(*n),
-            found => Err(mistyped(key, "an integer", found)),
-        }
+        self.get_as(key)
     }
 
-    /// The float value of `key`. Integers are not converted: a param is read as the type it
-    /// was set with.
+    /// The float value of `key`: `get_as::<f64>`. Integers are not converted: a param is read
+    /// as the type it was set with.
     ///
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not a float.
     pub fn float(&self, key: &str) -> Result<f64, FlowError> {
-        match self.get(key) {
-            Some(Value::Float(x)) => Ok(*x),
-            found => Err(mistyped(key, "a float", found)),
-        }
+        self.get_as(key)
     }
 
-    /// The bool value of `key`.
+    /// The bool value of `key`: `get_as::<bool>`.
     ///
     /// # Errors
     /// [`FlowError::Param`] when `key` is missing or is not a bool.
     pub fn bool(&self, key: &str) -> Result<bool, FlowError> {
-        match self.get(key) {
-            Some(Value::Bool(b)) => Ok(*b),
-            found => Err(mistyped(key, "a bool", found)),
-        }
+        self.get_as(key)
     }
 }
 

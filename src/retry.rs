@@ -120,7 +120,7 @@ where
         cx.report(&Event::Retry { node, attempt, error: &error, delay });
         drop(error);
         if !delay.is_zero() {
-            Timer::after(delay).await;
+            sleep(delay).await;
         }
         cx.attempt += 1;
     }
@@ -128,6 +128,19 @@ where
 
 /// `work` (an attempt of `exec`, or `exec_fallback` if `fallback`), cut short with a
 /// [`TimedOut`] error if it runs past `limit`.
+/// Waits `duration`, on any executor: the timer the crate pauses between attempts with
+/// (async-io's, which runs its own driver thread when no other code drives it). For a pause
+/// in `exec` without adding a runtime's timer. `Duration::MAX` waits forever.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// futures::executor::block_on(miniflow::sleep(Duration::from_millis(5)));
+/// ```
+pub async fn sleep(duration: Duration) {
+    Timer::after(duration).await;
+}
+
 async fn timed<T>(
     work: impl Future<Output = Result<T, Error>>,
     limit: Option<Duration>,

@@ -401,7 +401,25 @@ pub mod marker {
     /// A [`BatchNode`](crate::BatchNode).
     #[derive(Debug)]
     pub enum Batch {}
+    /// An `Arc` of a [`Node`](crate::Node).
+    #[derive(Debug)]
+    pub enum SharedLeaf {}
+    /// An `Arc` of a [`BatchNode`](crate::BatchNode).
+    #[derive(Debug)]
+    pub enum SharedBatch {}
     /// One of the flows.
     #[derive(Debug)]
     pub enum Nested {}
+}
+
+/// A node a flow owns, seen through the same `Deref` as a node it shares through an `Arc`, so
+/// that one adapter serves both.
+pub struct Own<T>(pub T);
+
+impl<T> std::ops::Deref for Own<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }

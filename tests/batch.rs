@@ -106,7 +106,13 @@ impl BatchNode<Store> for Work {
         }
     }
 
-    fn post(&self, store: &mut Store, items: Vec<u32>, outputs: Vec<String>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut Store,
+        _: &Params,
+        items: Vec<u32>,
+        outputs: Vec<String>,
+    ) -> Result<Action> {
         store.post_calls += 1;
         store.items = items;
         store.outputs = outputs;
@@ -142,8 +148,14 @@ impl BatchNode<Store> for Rescue {
         Ok(format!("fallback for {item}"))
     }
 
-    fn post(&self, store: &mut Store, items: Vec<u32>, outputs: Vec<String>) -> Result<Action> {
-        self.0.post(store, items, outputs)
+    fn post(
+        &self,
+        store: &mut Store,
+        params: &Params,
+        items: Vec<u32>,
+        outputs: Vec<String>,
+    ) -> Result<Action> {
+        self.0.post(store, params, items, outputs)
     }
 
     fn max_in_flight(&self) -> usize {
@@ -232,8 +244,14 @@ fn default_max_in_flight_is_sequential() {
         async fn exec(&self, item: &u32, cx: Ctx<'_>) -> Result<String> {
             self.0.exec(item, cx).await
         }
-        fn post(&self, store: &mut Store, items: Vec<u32>, outputs: Vec<String>) -> Result<Action> {
-            self.0.post(store, items, outputs)
+        fn post(
+            &self,
+            store: &mut Store,
+            params: &Params,
+            items: Vec<u32>,
+            outputs: Vec<String>,
+        ) -> Result<Action> {
+            self.0.post(store, params, items, outputs)
         }
     }
     let probe = Arc::new(Probe::default());

@@ -142,7 +142,13 @@ impl BatchNode<Ledger> for Squares {
         Ok(item * item)
     }
 
-    fn post(&self, ledger: &mut Ledger, _: Vec<u32>, squares: Vec<u32>) -> Result<Action> {
+    fn post(
+        &self,
+        ledger: &mut Ledger,
+        _: &Params,
+        _: Vec<u32>,
+        squares: Vec<u32>,
+    ) -> Result<Action> {
         ledger.squares = squares;
         ledger.record("squares".into());
         Ok(Action::DEFAULT)

@@ -308,6 +308,7 @@ impl BatchNode<Store> for Parts {
     fn post(
         &self,
         store: &mut Store,
+        _: &Params,
         items: Vec<(i64, i64)>,
         outputs: Vec<String>,
     ) -> Result<Action> {

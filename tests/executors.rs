@@ -165,7 +165,13 @@ impl BatchNode<Store> for Squares {
         Ok(item * item)
     }
 
-    fn post(&self, store: &mut Store, _: Vec<u64>, squares: Vec<u64>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut Store,
+        _: &Params,
+        _: Vec<u64>,
+        squares: Vec<u64>,
+    ) -> Result<Action> {
         store.squares = squares;
         store.log.push("squares".into());
         Ok(Action::DEFAULT)

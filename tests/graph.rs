@@ -47,7 +47,7 @@ impl BatchNode<Visits> for Items {
         Ok(())
     }
 
-    fn post(&self, visits: &mut Visits, _: Vec<()>, _: Vec<()>) -> Result<Action> {
+    fn post(&self, visits: &mut Visits, _: &Params, _: Vec<()>, _: Vec<()>) -> Result<Action> {
         visits.push(self.0);
         Ok(Action::DEFAULT)
     }

@@ -645,7 +645,7 @@ impl BatchNode<Trail> for BatchKnobs {
         Ok(*item)
     }
 
-    fn post(&self, trail: &mut Trail, _: Vec<usize>, _: Vec<usize>) -> Result<Action> {
+    fn post(&self, trail: &mut Trail, _: &Params, _: Vec<usize>, _: Vec<usize>) -> Result<Action> {
         trail.visits.push("batch".into());
         Ok(Action::DEFAULT)
     }
@@ -1312,7 +1312,13 @@ impl BatchNode<Doubled> for Double {
         Ok(2 * item + 1)
     }
 
-    fn post(&self, store: &mut Doubled, items: Vec<u64>, outputs: Vec<u64>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut Doubled,
+        _: &Params,
+        items: Vec<u64>,
+        outputs: Vec<u64>,
+    ) -> Result<Action> {
         store.outputs = outputs;
         store.items_back = items.len();
         store.posts += 1;

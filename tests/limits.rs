@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use futures::future;
 use miniflow::{
     Action, Backoff, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Error, Event, Flow, FlowError,
-    Node, NodeFn, Parallel, Params, Phase, Result, RunOptions, TimedOut, node_fn,
+    Node, Parallel, Params, Phase, Result, RunOptions, TimedOut, node_fn,
 };
 
 mod common;
@@ -39,7 +39,7 @@ const MS: fn(u64) -> Duration = Duration::from_millis;
 
 /// A node that records `label` in the store (a list of the node runs so far) and goes on with
 /// the default action.
-fn mark(label: &'static str) -> NodeFn<impl Fn(&mut Vec<String>, &Params) -> Result<Action>> {
+fn mark(label: &'static str) -> impl Node<Vec<String>> {
     node_fn(move |runs: &mut Vec<String>, _: &Params| {
         runs.push(label.to_string());
         Ok(Action::DEFAULT)
@@ -313,7 +313,13 @@ impl BatchNode<Vec<u32>> for Items {
         }
     }
 
-    fn post(&self, store: &mut Vec<u32>, _: Vec<u32>, outputs: Vec<u32>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut Vec<u32>,
+        _: &Params,
+        _: Vec<u32>,
+        outputs: Vec<u32>,
+    ) -> Result<Action> {
         *store = outputs;
         Ok(Action::DEFAULT)
     }
@@ -1077,7 +1083,13 @@ impl BatchNode<Vec<String>> for FlakyItems {
         }
     }
 
-    fn post(&self, store: &mut Vec<String>, _: Vec<usize>, outputs: Vec<String>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut Vec<String>,
+        _: &Params,
+        _: Vec<usize>,
+        outputs: Vec<String>,
+    ) -> Result<Action> {
         *store = outputs;
         Ok(Action::DEFAULT)
     }

@@ -30,7 +30,7 @@ impl BatchNode<()> for Items {
         Ok(())
     }
 
-    fn post(&self, _: &mut (), _: Vec<()>, _: Vec<()>) -> Result<Action> {
+    fn post(&self, _: &mut (), _: &Params, _: Vec<()>, _: Vec<()>) -> Result<Action> {
         Ok(Action::DEFAULT)
     }
 }

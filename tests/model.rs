@@ -603,7 +603,13 @@ impl BatchNode<Store> for BatchLeaf {
         self.node.fallback(error, &cx).await
     }
 
-    fn post(&self, store: &mut Store, _: Vec<(usize, usize)>, outs: Vec<String>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut Store,
+        _: &Params,
+        _: Vec<(usize, usize)>,
+        outs: Vec<String>,
+    ) -> Result<Action> {
         let (id, k) = (self.node.0.id, store.visits[self.node.0.id]);
         self.node.post_check(k)?;
         store.record(id, format!("#{id} [{}]", outs.join("; ")));

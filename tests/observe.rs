@@ -334,7 +334,7 @@ impl<S> BatchNode<S> for Items {
         Ok(())
     }
 
-    fn post(&self, _: &mut S, _: Vec<&'static str>, _: Vec<()>) -> Result<Action> {
+    fn post(&self, _: &mut S, _: &Params, _: Vec<&'static str>, _: Vec<()>) -> Result<Action> {
         Ok(Action::DEFAULT)
     }
 

@@ -332,7 +332,13 @@ impl BatchNode<Store> for Items {
         }
     }
 
-    fn post(&self, store: &mut Store, items: Vec<Item>, outputs: Vec<String>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut Store,
+        _: &Params,
+        items: Vec<Item>,
+        outputs: Vec<String>,
+    ) -> Result<Action> {
         let batch = match items.first() {
             Some(item) => item.batch.clone(),
             None => self.name.to_string(),

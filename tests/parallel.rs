@@ -158,7 +158,13 @@ impl BatchNode<Store> for Squares {
         Ok(item * item)
     }
 
-    fn post(&self, store: &mut Store, _: Vec<u32>, squares: Vec<u32>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut Store,
+        _: &Params,
+        _: Vec<u32>,
+        squares: Vec<u32>,
+    ) -> Result<Action> {
         let squares: Vec<String> = squares.iter().map(u32::to_string).collect();
         store.values.insert("batch".to_string(), squares.join(" "));
         Ok(Action::DEFAULT)

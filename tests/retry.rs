@@ -317,7 +317,13 @@ impl BatchNode<Vec<String>> for FlakyItems {
         }
     }
 
-    fn post(&self, store: &mut Vec<String>, _: Vec<usize>, outputs: Vec<String>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut Vec<String>,
+        _: &Params,
+        _: Vec<usize>,
+        outputs: Vec<String>,
+    ) -> Result<Action> {
         *store = outputs;
         Ok(Action::DEFAULT)
     }

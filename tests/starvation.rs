@@ -239,7 +239,7 @@ impl BatchNode<u64> for Sum {
         Ok(*item)
     }
 
-    fn post(&self, sum: &mut u64, _: Vec<u64>, outputs: Vec<u64>) -> Result<Action> {
+    fn post(&self, sum: &mut u64, _: &Params, _: Vec<u64>, outputs: Vec<u64>) -> Result<Action> {
         *sum = outputs.iter().sum();
         Ok(Action::DEFAULT)
     }
@@ -410,7 +410,7 @@ impl BatchNode<u64> for Stragglers {
         Ok(())
     }
 
-    fn post(&self, _: &mut u64, _: Vec<usize>, _: Vec<()>) -> Result<Action> {
+    fn post(&self, _: &mut u64, _: &Params, _: Vec<usize>, _: Vec<()>) -> Result<Action> {
         Ok(Action::DEFAULT)
     }
 

@@ -289,7 +289,13 @@ impl BatchNode<JobStore> for Jobs {
         Ok(Done { index: job.index, attempt: cx.attempt(), recovered: true })
     }
 
-    fn post(&self, store: &mut JobStore, items: Vec<Job>, outputs: Vec<Done>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut JobStore,
+        _: &Params,
+        items: Vec<Job>,
+        outputs: Vec<Done>,
+    ) -> Result<Action> {
         store.posts += 1;
         store.items = items.iter().map(|job| job.index).collect();
         store.outputs = outputs;
@@ -744,7 +750,13 @@ impl BatchNode<ParStore> for Squares {
         Ok(item * item)
     }
 
-    fn post(&self, store: &mut ParStore, _: Vec<u64>, squares: Vec<u64>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut ParStore,
+        _: &Params,
+        _: Vec<u64>,
+        squares: Vec<u64>,
+    ) -> Result<Action> {
         store.squares.insert(self.key.clone(), squares);
         store.posted(&self.key);
         self.branches.leave();
@@ -981,7 +993,13 @@ impl BatchNode<NestStore> for Sq {
         }
     }
 
-    fn post(&self, store: &mut NestStore, items: Vec<(i64, i64)>, out: Vec<i64>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut NestStore,
+        _: &Params,
+        items: Vec<(i64, i64)>,
+        out: Vec<i64>,
+    ) -> Result<Action> {
         if let Some(&(s, _)) = items.first() {
             store.squares.insert((self.fan, s), out);
         }
@@ -1320,7 +1338,13 @@ impl BatchNode<RunStore> for Mul {
         Ok(i * salt)
     }
 
-    fn post(&self, store: &mut RunStore, _: Vec<(i64, i64)>, products: Vec<i64>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut RunStore,
+        _: &Params,
+        _: Vec<(i64, i64)>,
+        products: Vec<i64>,
+    ) -> Result<Action> {
         store.products = products;
         store.log.push("mul".into());
         Ok(Action::DEFAULT)
@@ -1511,7 +1535,13 @@ impl BatchNode<Ledger> for Sq6 {
         }
     }
 
-    fn post(&self, ledger: &mut Ledger, _: Vec<Item6>, squares: Vec<u64>) -> Result<Action> {
+    fn post(
+        &self,
+        ledger: &mut Ledger,
+        _: &Params,
+        _: Vec<Item6>,
+        squares: Vec<u64>,
+    ) -> Result<Action> {
         ledger.squares.insert(self.path.to_string(), squares);
         ledger.record(self.path.to_string());
         Ok(self.action.into())

@@ -392,7 +392,13 @@ impl BatchNode<Vec<String>> for RateLimited {
         }
     }
 
-    fn post(&self, store: &mut Vec<String>, _: Vec<&str>, outputs: Vec<String>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut Vec<String>,
+        _: &Params,
+        _: Vec<&str>,
+        outputs: Vec<String>,
+    ) -> Result<Action> {
         *store = outputs;
         Ok(Action::DEFAULT)
     }
@@ -561,7 +567,13 @@ impl BatchNode<Vec<String>> for BatchDefaults {
         Ok(format!("item {item} ok on attempt {}", cx.attempt()))
     }
 
-    fn post(&self, store: &mut Vec<String>, _: Vec<usize>, outputs: Vec<String>) -> Result<Action> {
+    fn post(
+        &self,
+        store: &mut Vec<String>,
+        _: &Params,
+        _: Vec<usize>,
+        outputs: Vec<String>,
+    ) -> Result<Action> {
         *store = outputs;
         Ok(Action::DEFAULT)
     }
@@ -681,6 +693,7 @@ impl BatchNode<Vec<String>> for Items {
     fn post(
         &self,
         store: &mut Vec<String>,
+        _: &Params,
         _: Vec<(usize, usize)>,
         outputs: Vec<String>,
     ) -> Result<Action> {
