@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::retry;
-use crate::run::{self, Own, Scope, Sealed, Step, Store, Visit, marker};
+use crate::run::{self, IntoNode, Own, Scope, Step, Store, Visit, marker};
 use crate::{Action, Ctx, Error, Params, Phase, Result};
 
 /// A node whose `prep` returns a list of items and whose `exec` runs once per item, each item
@@ -163,13 +163,13 @@ impl<S: Send, P: Deref<Target: BatchNode<S>> + Send + Sync> run::Leaf<S> for Bat
     }
 }
 
-impl<S: Send, B: BatchNode<S> + 'static> Sealed<S, marker::Batch> for B {
+impl<S: Send, B: BatchNode<S> + 'static> IntoNode<S, marker::Batch> for B {
     fn into_step(self) -> Step<S> {
         Step::Leaf(Box::new(Batch(Own(self))), true)
     }
 }
 
-impl<S: Send, B: BatchNode<S> + 'static> Sealed<S, marker::SharedBatch> for Arc<B> {
+impl<S: Send, B: BatchNode<S> + 'static> IntoNode<S, marker::SharedBatch> for Arc<B> {
     fn into_step(self) -> Step<S> {
         Step::Leaf(Box::new(Batch(self)), true)
     }

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::flow::check_name;
-use crate::run::{self, IntoNode, Outcome, Scope, Sealed, Step, Store, marker};
+use crate::run::{self, IntoNode, Outcome, Scope, Step, Store, marker};
 use crate::{Action, Flow, Params, Phase, Result};
 
 type PrepFn<S> = Box<dyn Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync>;
@@ -334,7 +334,7 @@ fn in_flight(limit: usize) -> usize {
 
 macro_rules! fan_types {
     ($($ty:ident),*) => {$(
-        impl<S: Send + 'static> Sealed<S, marker::Nested> for $ty<S> {
+        impl<S: Send + 'static> IntoNode<S, marker::Nested> for $ty<S> {
             fn into_step(self) -> Step<S> {
                 Step::Fan(Box::new(self.0))
             }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::observe::Ending;
-use crate::run::{self, IntoNode, NodePath, Outcome, RECENT, RunCx, Scope, Sealed, Step};
+use crate::run::{self, IntoNode, NodePath, Outcome, RECENT, RunCx, Scope, Step};
 use crate::run::{Store, marker};
 use crate::{Action, FlowError, MAX_DEPTH, Observer, Params, Result};
 
@@ -716,7 +716,7 @@ impl<S> fmt::Debug for RunOptions<'_, S> {
     }
 }
 
-impl<S: Send + 'static> Sealed<S, marker::Nested> for Flow<S> {
+impl<S: Send + 'static> IntoNode<S, marker::Nested> for Flow<S> {
     fn into_step(self) -> Step<S> {
         Step::Flow(Box::new(self))
     }

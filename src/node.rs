@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::retry;
-use crate::run::{self, NodePath, Own, RunCx, Scope, Sealed, Step, Store, Visit, marker};
+use crate::run::{self, IntoNode, NodePath, Own, RunCx, Scope, Step, Store, Visit, marker};
 use crate::{Action, Error, Event, Params, Phase, Result};
 
 /// One step of a flow, in three phases: `prep` reads the store, `exec` does the slow or flaky
@@ -355,13 +355,13 @@ impl<S: Send, P: Deref<Target: Node<S>> + Send + Sync> run::Leaf<S> for Leaf<P> 
     }
 }
 
-impl<S: Send, N: Node<S> + 'static> Sealed<S, marker::Leaf> for N {
+impl<S: Send, N: Node<S> + 'static> IntoNode<S, marker::Leaf> for N {
     fn into_step(self) -> Step<S> {
         Step::Leaf(Box::new(Leaf(Own(self))), false)
     }
 }
 
-impl<S: Send, N: Node<S> + 'static> Sealed<S, marker::SharedLeaf> for Arc<N> {
+impl<S: Send, N: Node<S> + 'static> IntoNode<S, marker::SharedLeaf> for Arc<N> {
     fn into_step(self) -> Step<S> {
         Step::Leaf(Box::new(Leaf(self)), false)
     }

@@ -367,30 +367,25 @@ where
     Ok((outputs, total))
 }
 
-mod sealed {
-    /// The conversion behind [`IntoNode`](super::IntoNode); private so that the set of things a
-    /// flow accepts stays the crate's to decide.
-    pub trait Sealed<S, M> {
-        fn into_step(self) -> super::Step<S>;
-    }
-}
-pub(crate) use sealed::Sealed;
-
 /// What [`Flow::add`](crate::Flow::add) and [`Parallel::branch`](crate::Parallel::branch)
 /// accept: any [`Node`](crate::Node), any [`BatchNode`](crate::BatchNode), the flows —
 /// [`Flow`](crate::Flow), [`BatchFlow`](crate::BatchFlow) and
 /// [`BatchAsyncFlow`](crate::BatchAsyncFlow) — and [`Parallel`](crate::Parallel).
 ///
-/// The trait is implemented by the crate only; `M` is an inferred marker that tells the kinds
-/// apart, so you never name it.
+/// The trait is implemented by the crate (its method returns a type users cannot name, so
+/// there is nothing to implement it with); `M` is an inferred marker that tells the kinds
+/// apart, so you never name it. A node the caller keeps a handle on is added as an `Arc` of
+/// it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be added to a `Flow<{S}>`",
     label = "not a node over the store `{S}`",
-    note = "implement `Node<{S}>` or `BatchNode<{S}>` for it, or add a `Flow<{S}>`, `BatchFlow<{S}>`, `BatchAsyncFlow<{S}>` or `Parallel<{S}>`; the node must be `'static` and the store `{S}` must be `Send`"
+    note = "implement `Node<{S}>` or `BatchNode<{S}>` for it (an `Arc` of one is accepted too), or add a `Flow<{S}>`, `BatchFlow<{S}>`, `BatchAsyncFlow<{S}>` or `Parallel<{S}>`; the node must be `'static` and the store `{S}` must be `Send`"
 )]
-pub trait IntoNode<S, M>: sealed::Sealed<S, M> {}
-
-impl<S, M, T: sealed::Sealed<S, M>> IntoNode<S, M> for T {}
+pub trait IntoNode<S, M> {
+    /// Wraps the node in the [`Step`] a flow stores.
+    #[doc(hidden)]
+    fn into_step(self) -> Step<S>;
+}
 
 /// The markers that keep the blanket conversions of [`IntoNode`] apart. Never named by users.
 #[doc(hidden)]
