@@ -12,6 +12,9 @@ use crate::{Action, Ctx, Error, Params, Phase, Result};
 /// A node whose `prep` returns a list of items and whose `exec` runs once per item, each item
 /// with its own retries and fallback; `post` gets every output, in the order of the items.
 ///
+/// It replaces PocketFlow's `BatchNode` (items one after another, the default) and
+/// `AsyncParallelBatchNode` (a [`max_in_flight`](BatchNode::max_in_flight) above 1).
+///
 /// Items run one after another by default. Return more than 1 from
 /// [`max_in_flight`](BatchNode::max_in_flight) and up to that many items' `exec` run
 /// concurrently (polled together in the run's own task: nothing is spawned); the outputs still

@@ -101,6 +101,9 @@ impl<S> fmt::Debug for Fan<S> {
 
 /// Runs an inner [`Flow`] once per params set, one run after another.
 ///
+/// It replaces PocketFlow's `BatchFlow` and its `AsyncBatchFlow`, which also runs its sub-runs
+/// one after another. For sub-runs at once (`AsyncParallelBatchFlow`), see [`BatchAsyncFlow`].
+///
 /// Its prep (a closure given to [`new`](BatchFlow::new)) reads the store and the params it
 /// inherited and returns one [`Params`] per sub-run; each sub-run sees those merged over the
 /// inherited ones ([`Params::merged`]), so batch flows nest: a school's flow passes
@@ -150,6 +153,9 @@ impl<S: Send> BatchFlow<S> {
 }
 
 /// Runs an inner [`Flow`] once per params set, the sub-runs concurrently.
+///
+/// It replaces PocketFlow's `AsyncParallelBatchFlow`, **not** its `AsyncBatchFlow`: the
+/// similar name runs sub-runs one after another, which is [`BatchFlow`] here.
 ///
 /// The same as [`BatchFlow`], except that the sub-runs overlap: while one awaits in an `exec`,
 /// the others go on, up to [`max_in_flight`](BatchAsyncFlow::max_in_flight) at once (no limit
@@ -222,7 +228,7 @@ impl<S: Send> BatchAsyncFlow<S> {
 }
 
 /// A node that runs several different nodes or flows — its *branches* — concurrently on the
-/// same store, and goes on when all of them have finished.
+/// same store, and goes on when all of them have finished. PocketFlow has no counterpart.
 ///
 /// Use it where steps do not depend on each other: a song title and a list of characters can
 /// both be written from a movie title, so a flow runs them side by side and the next node

@@ -30,7 +30,8 @@ pub(crate) struct Slot<S> {
     pub(crate) edges: Vec<(Action, Option<usize>)>,
 }
 
-/// A graph of nodes connected by actions: the unit you build once and run many times.
+/// A graph of nodes connected by actions: the unit you build once and run many times. It
+/// replaces PocketFlow's `Flow` and `AsyncFlow`.
 ///
 /// Build it by [adding](Flow::add) nodes — each add returns a [`NodeId`] — and connecting them:
 /// [`edge(from, action, to)`](Flow::edge) says "when `from`'s `post` returns `action`, go to

@@ -265,8 +265,8 @@
 //! - **Params**: a small immutable map ([`Params`]) a parent passes down to the nodes it runs:
 //!   batch flows give each sub-run its own (`"class" = "4b"`), merged over what they inherited.
 //!   Store = what the run has produced; params = which piece of work this is.
-//! - **Node**: a [`Node`] (or a [`BatchNode`], or a quick [`node_fn`]), added to a flow under a
-//!   name. Its phases: [`prep`](Node::prep) (sync, `&S`), [`exec`](Node::exec) (async, retried,
+//! - **Node**: a [`Node`] (or a [`BatchNode`], or a quick [`exec_fn`] or [`node_fn`]), added to
+//!   a flow under a name (an `Arc` of a node, to keep a handle on it). Its phases: [`prep`](Node::prep) (sync, `&S`), [`exec`](Node::exec) (async, retried,
 //!   no store), [`post`](Node::post) (sync, `&mut S`, returns the action).
 //! - **Action**: the [`Action`] a `post` returns. The flow follows the edge for it; "default"
 //!   is what [`Flow::then`] connects. An action without an edge is an error
@@ -282,6 +282,36 @@
 //!   ([`NodePath`]: `"outer/inner"`, `"translate[3]"`) and keeps your error as its `source()`.
 //! - **Run options**: [`Flow::run`] runs with none; [`Flow::run_with`] takes [`RunOptions`]:
 //!   params, an observer, a step limit, a checkpoint hook, a node to start at.
+//!
+//! # Coming from PocketFlow
+//!
+//! miniflow keeps PocketFlow's vocabulary (shared store, params, `prep`/`exec`/`post`,
+//! actions, `max_retries`, `wait`, `exec_fallback`). What changes is that every `exec` is
+//! async, `prep` and `post` are synchronous (see the FAQ), and mistakes PocketFlow only warns
+//! about are errors. The map:
+//!
+//! | PocketFlow | miniflow |
+//! |---|---|
+//! | `Node` | [`Node`]: `prep(&S, &Params)`, `async exec(&Prep, Ctx)`, `post(&mut S, Prep, Output)` |
+//! | `AsyncNode` (`prep_async`, `exec_async`, `post_async`) | [`Node`] too: every `exec` is async. A quick one from closures: [`exec_fn`]; a synchronous glue step: [`node_fn`] |
+//! | `BatchNode` | [`BatchNode`] (items one after another, the default) |
+//! | `AsyncParallelBatchNode` | [`BatchNode`] whose [`max_in_flight`](BatchNode::max_in_flight) is above 1 |
+//! | `Flow(start=a)`, `AsyncFlow` | [`Flow`]: the first node added is the start ([`Flow::set_start`] moves it); every flow is async |
+//! | `a >> b`, `a >> b >> c` | `flow.then(a, b)`, `flow.chain(&[a, b, c])` |
+//! | `a - "action" >> b` | `flow.edge(a, "action", b)`; an action that ends the flow: `flow.end(a, "action")` |
+//! | `BatchFlow` | [`BatchFlow`] |
+//! | `AsyncBatchFlow` (sub-runs one after another) | [`BatchFlow`], **not** [`BatchAsyncFlow`] |
+//! | `AsyncParallelBatchFlow` (sub-runs at once) | [`BatchAsyncFlow`], with [`max_in_flight`](BatchAsyncFlow::max_in_flight) to bound them |
+//! | `node.run(shared)` | `Flow::of(node).run(&mut shared).await` ([`Flow::of`]) |
+//! | `max_retries`, `wait` | [`Node::max_retries`] (the same meaning: attempts in all); [`Node::wait`] decides per error: `Some(pause)` retries, `None` gives up |
+//! | `self.cur_retry` | [`Ctx::attempt`] in `exec` and `exec_fallback` (0 for the first attempt) |
+//! | `exec_fallback(prep_res, exc)` | [`Node::exec_fallback`]: its `Ok` value goes to `post` as `exec`'s would |
+//! | `self.params`, `flow.set_params(...)` | the `&Params` `prep` gets; [`RunOptions::params`]; a batch flow's prep returns one [`Params`] per sub-run |
+//! | `self.params.get("k", 1)` | `params.get_or("k", 1)?` ([`Params::get_or`]) |
+//! | `post` returning `None` | `Ok(Action::DEFAULT)` |
+//! | a write to `shared` in `exec` | not possible: `exec` gets no store. Return the value and write it in `post`, so that a retried or concurrent `exec` never leaves the store half written |
+//! | an action with no successor (a warning) | the end of the flow if the node has no edges at all; else [`FlowError::UnknownAction`], unless declared with [`Flow::end`] |
+//! | the `shared` dict | your own struct `S`, borrowed by the run |
 //!
 //! # Executor independence
 //!
@@ -478,6 +508,11 @@
 //!
 //! **Why is `max_retries` the total number of attempts?** It is the name and meaning Python's
 //! PocketFlow gives it, which many users know; 1 means "try once".
+//!
+//! **Can `post` see how many attempts `exec` took?** Not as an argument: `post` runs once,
+//! after `exec` succeeded or `exec_fallback` stood in, and most nodes never ask. The count is
+//! in [`Event::NodeEnd`] for observers and in [`FlowError::NodeFailed`] for errors. A node
+//! that routes on it returns it from `exec` with its output: `Ok((reply, cx.attempt() + 1))`.
 //!
 //! **Can nodes hold state?** Yes, but a flow is shared by every run (`run` takes `&self`), so
 //! per-run state belongs in the store, and a node's own state must be thread-safe (an atomic

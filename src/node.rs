@@ -13,6 +13,9 @@ use crate::{Action, Error, Event, Params, Phase, Result};
 /// One step of a flow, in three phases: `prep` reads the store, `exec` does the slow or flaky
 /// work, `post` writes the results and picks the next edge.
 ///
+/// It replaces PocketFlow's `Node` and `AsyncNode` both: `exec` is always async (see the
+/// crate docs' "Coming from PocketFlow").
+///
 /// `S` is your shared store: any type of yours, usually a struct with one field per thing the
 /// nodes share. A run borrows it (`flow.run(&mut store)`), and each phase sees exactly as much
 /// of it as it should:
