@@ -8,11 +8,12 @@ mod loopback;
 mod support;
 
 use std::io::Write;
+use std::net::TcpListener;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use loopback::{Answer, STREAM_HEAD, chunk, completion, event_chunk, reply, serve};
+use loopback::{Answer, STREAM_HEAD, chunk, completion, event_chunk, reply, reply_with, serve};
 use miniflow::{Action, Ctx, Event, Flow, Node, Params, Result, RunOptions};
 use serde_json::json;
 use support::openai::OpenAi;
@@ -118,18 +119,23 @@ impl Node<Vec<String>> for Ask {
     fn max_retries(&self) -> usize {
         2
     }
+    fn wait(&self, error: &miniflow::Error, cx: Ctx<'_>) -> Option<Duration> {
+        support::wait(error, cx)
+    }
 }
 
 #[test]
 fn an_http_error_is_a_failed_attempt_that_a_retry_gets_past() -> Result<()> {
     let overloaded = r#"{"error":{"message":"overloaded, try again"}}"#.to_string();
-    let (url, seen) = serve(vec![reply("503 Service Unavailable", overloaded), completion("ok")]);
+    // `Retry-After: 0`: come back at once (a real server says a second or more).
+    let busy = reply_with("503 Service Unavailable", &[("Retry-After", "0")], overloaded);
+    let (url, seen) = serve(vec![busy, completion("ok")]);
     let mut flow = Flow::new();
     flow.add("ask", Ask { model: Arc::new(client(&url)) });
     let retries = Mutex::new(Vec::new());
     let observer = |event: &Event<'_>| {
-        if let Event::Retry { attempt, error, .. } = event {
-            retries.lock().unwrap().push((*attempt, error.to_string()));
+        if let Event::Retry { attempt, error, delay, .. } = event {
+            retries.lock().unwrap().push((*attempt, error.to_string(), *delay));
         }
     };
     let mut log = Vec::new();
@@ -138,44 +144,132 @@ fn an_http_error_is_a_failed_attempt_that_a_retry_gets_past() -> Result<()> {
 
     assert_eq!(log, ["ok"]);
     let retries = retries.into_inner().unwrap();
-    assert_eq!(retries.len(), 1, "{retries:?}");
-    assert_eq!(
-        retries[0].1,
-        format!(
-            "{url}/chat/completions answered 503 Service Unavailable: \
-             {{\"error\":{{\"message\":\"overloaded, try again\"}}}}"
-        )
+    let message = format!(
+        "{url}/chat/completions answered 503 Service Unavailable: overloaded, try again \
+         (retry after 0ns)"
     );
+    assert_eq!(retries, [(0, message, Duration::ZERO)]);
     assert_eq!(seen.try_iter().count(), 2, "one failed request and one that succeeded");
     Ok(())
 }
 
 #[test]
-fn errors_say_what_the_server_sent_and_never_the_key() -> Result<()> {
+fn an_error_that_a_retry_cannot_fix_goes_straight_to_the_fallback() -> Result<()> {
+    let refused = r#"{"error":{"message":"Incorrect API key provided"}}"#.to_string();
+    let (url, seen) = serve(vec![reply("401 Unauthorized", refused)]);
+    let mut flow = Flow::new();
+    flow.add("ask", Ask { model: Arc::new(client(&url)) });
+    let events = Mutex::new(Vec::new());
+    let observer = |event: &Event<'_>| match event {
+        Event::Retry { error, .. } => events.lock().unwrap().push(format!("retry: {error}")),
+        Event::Fallback { error, .. } => events.lock().unwrap().push(format!("fallback: {error}")),
+        _ => {}
+    };
+
+    let error =
+        smol::block_on(flow.run_with(&mut Vec::new(), RunOptions::new().observer(&observer)))
+            .unwrap_err();
+
+    let refused =
+        format!("{url}/chat/completions answered 401 Unauthorized: Incorrect API key provided");
+    assert_eq!(*events.lock().unwrap(), [format!("fallback: {refused}")]);
+    let model_error =
+        std::error::Error::source(&error).and_then(|e| e.downcast_ref::<ModelError>());
+    assert_eq!(model_error.map(ModelError::status_code), Some(Some(401)), "{error:?}");
+    assert_eq!(seen.try_iter().count(), 1, "no second request");
+    Ok(())
+}
+
+#[test]
+fn errors_quote_the_servers_message_not_its_body() -> Result<()> {
+    let openai = json!({ "error": { "message": "Invalid model \"x\"",
+                                    "type": "invalid_request_error", "code": "model_not_found" } });
+    let page = format!("<html>\n<h1>502 Bad Gateway</h1>\n{}</html>", "<p>nginx</p>\n".repeat(30));
     let (url, _seen) = serve(vec![
+        reply("404 Not Found", openai.to_string()),
         reply("401 Unauthorized", r#"{"error":"bad key"}"#.to_string()),
+        reply("422 Unprocessable Entity", r#"{"detail":"messages: field required"}"#.to_string()),
+        reply("500 Internal Server Error", r#"{"status":"down"}"#.to_string()),
+        reply("502 Bad Gateway", page.clone()),
+        reply("503 Service Unavailable", String::new()),
         reply("200 OK", "<html>not json</html>".to_string()),
         reply("200 OK", r#"{"choices":[]}"#.to_string()),
     ]);
     let model = client(&url);
-    let ask = |model: &OpenAi| smol::block_on(model.chat(&[Message::user("hi")])).unwrap_err();
+    let url = format!("{url}/chat/completions");
+    let ask = || -> ModelError {
+        let error = smol::block_on(model.chat(&[Message::user("hi")])).unwrap_err();
+        *error.downcast::<ModelError>().expect("a ModelError")
+    };
 
-    let unauthorized = ask(&model).to_string();
+    let not_found = ask();
     assert_eq!(
-        unauthorized,
-        format!(r#"{url}/chat/completions answered 401 Unauthorized: {{"error":"bad key"}}"#)
+        not_found.to_string(),
+        format!(r#"{url} answered 404 Not Found: Invalid model "x""#)
     );
-    let not_json = ask(&model).to_string();
-    assert!(not_json.starts_with("the model's reply is not JSON ("), "{not_json}");
+    assert_eq!(
+        (not_found.url(), not_found.status_code(), not_found.message()),
+        (url.as_str(), Some(404), r#"Invalid model "x""#)
+    );
+    assert_eq!(ask().to_string(), format!("{url} answered 401 Unauthorized: bad key"));
+    assert_eq!(
+        ask().to_string(),
+        format!("{url} answered 422 Unprocessable Entity: messages: field required")
+    );
+    // JSON with no message of a known shape, and a page that is not JSON: shown short, on one
+    // line (whitespace squeezed, at most 200 characters).
+    assert_eq!(
+        ask().to_string(),
+        format!(r#"{url} answered 500 Internal Server Error: {{"status":"down"}}"#)
+    );
+    let squeezed = page.split_whitespace().collect::<Vec<_>>().join(" ");
+    let bad_gateway = ask();
+    assert_eq!(bad_gateway.message(), format!("{}…", &squeezed[..200]));
+    assert_eq!(ask().to_string(), format!("{url} answered 503 Service Unavailable: (no message)"));
+
+    let not_json = ask().to_string();
+    let prefix = format!("{url}: the reply is not JSON (");
+    assert!(not_json.starts_with(&prefix), "{not_json}");
     assert!(not_json.ends_with("): <html>not json</html>"), "{not_json}");
     assert_eq!(
-        ask(&model).to_string(),
-        r#"the model's reply has no choices[0].message.content: {"choices":[]}"#
+        ask().to_string(),
+        format!(r#"{url}: the reply has no choices[0].message.content: {{"choices":[]}}"#)
     );
 
     let shown = format!("{model} {model:?}");
     assert!(!shown.contains("sk-test"), "{shown}");
-    assert_eq!(model.to_string(), format!("model test-model at {url}/chat/completions"));
+    assert_eq!(model.to_string(), format!("model test-model at {url}"));
+    Ok(())
+}
+
+#[test]
+fn an_empty_reply_is_an_error_that_says_so() -> Result<()> {
+    let null = json!({ "choices": [{ "message": { "role": "assistant", "content": null },
+                                     "finish_reason": "length" }] });
+    let only_done: Answer = Box::new(|stream| {
+        let done = chunk("data: [DONE]\n\n");
+        write!(stream, "{STREAM_HEAD}{}{done}{}", event_chunk(""), chunk("")).unwrap();
+    });
+    let (url, _seen) = serve(vec![completion(""), reply("200 OK", null.to_string()), only_done]);
+    let model = client(&url);
+    let hi = [Message::user("hi")];
+    let error = |result: Result<String>| -> ModelError {
+        *result.unwrap_err().downcast::<ModelError>().expect("a ModelError")
+    };
+
+    let empty = error(smol::block_on(model.chat(&hi)));
+    assert_eq!(
+        empty.to_string(),
+        format!("{url}/chat/completions: the reply is empty (finish_reason: stop)")
+    );
+    assert!(empty.retryable(), "another sample may say something");
+    let null = error(smol::block_on(model.chat(&hi)));
+    assert_eq!(null.message(), "the reply is empty (finish_reason: length)");
+    let pieces = Mutex::new(Vec::<String>::new());
+    let token = |piece: &str| pieces.lock().unwrap().push(piece.to_string());
+    let streamed = error(smol::block_on(model.chat_stream(&hi, &token)));
+    assert_eq!(streamed.message(), "the reply is empty");
+    assert!(pieces.lock().unwrap().is_empty());
     Ok(())
 }
 
@@ -195,14 +289,311 @@ fn a_stream_that_breaks_off_is_an_error_not_a_short_answer() -> Result<()> {
     let token = |piece: &str| pieces.lock().unwrap().push_str(piece);
 
     let cut_off = smol::block_on(model.chat_stream(&messages, &token)).unwrap_err();
-    assert_eq!(cut_off.to_string(), "the model's stream ended without `data: [DONE]`");
+    assert_eq!(
+        cut_off.to_string(),
+        format!("{url}/chat/completions: the stream ended without `data: [DONE]`")
+    );
     let crashed = smol::block_on(model.chat_stream(&messages, &token)).unwrap_err();
     assert_eq!(
         crashed.to_string(),
-        r#"the model failed while streaming: {"message":"model crashed"}"#
+        format!("{url}/chat/completions: the model failed while streaming: model crashed")
     );
+    for error in [cut_off, crashed] {
+        assert!(error.downcast_ref::<ModelError>().is_some_and(ModelError::retryable), "{error}");
+    }
     assert_eq!(*pieces.lock().unwrap(), "HalfHalf", "the pieces before the break still arrived");
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time limits
+// ---------------------------------------------------------------------------------------------
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// An answer that writes `first` and then holds the connection open, silent, until the test
+/// sends on the returned sender (or 20 s pass): a server that stopped answering.
+fn silent_after(first: String) -> (Answer, mpsc::Sender<()>) {
+    let (release, released) = mpsc::channel();
+    let answer: Answer = Box::new(move |stream| {
+        stream.write_all(first.as_bytes()).unwrap();
+        stream.flush().unwrap();
+        let _ = released.recv_timeout(secs(20));
+    });
+    (answer, release)
+}
+
+/// The [`ModelError`] in `error`.
+fn model_error(error: miniflow::Error) -> ModelError {
+    match error.downcast::<ModelError>() {
+        Ok(error) => *error,
+        Err(other) => panic!("not a ModelError: {other}"),
+    }
+}
+
+#[test]
+fn a_stream_longer_than_the_request_timeout_goes_on_while_its_pieces_keep_coming() -> Result<()> {
+    // Six pauses of 50 ms (before each piece and before the end): the stream takes at least
+    // 300 ms, three times the request timeout, and no pause comes near the idle timeout.
+    let pieces = ["One ", "piece ", "at ", "a ", "time."];
+    let (url, _seen) = serve(vec![loopback::streamed_slowly(&pieces, ms(50))]);
+    let model = client(&url).request_timeout(ms(100)).idle_timeout(secs(5));
+    let seen = Mutex::new(Vec::new());
+    let token = |piece: &str| seen.lock().unwrap().push(piece.to_string());
+
+    let reply = smol::block_on(model.chat_stream(&[Message::user("hi")], &token))?;
+
+    assert_eq!(reply, "One piece at a time.");
+    assert_eq!(*seen.lock().unwrap(), pieces);
+    Ok(())
+}
+
+#[test]
+fn a_stream_that_goes_silent_fails_naming_the_idle_timeout() -> Result<()> {
+    // Silent after its first piece, and silent before it sends anything at all.
+    let (after_a_piece, release_1) = silent_after(format!("{STREAM_HEAD}{}", event_chunk("Hel")));
+    let (from_the_start, release_2) = silent_after(String::new());
+    let (url, _seen) = serve(vec![after_a_piece, from_the_start]);
+    let model = client(&url).request_timeout(secs(60)).idle_timeout(ms(200));
+    let pieces = Mutex::new(Vec::new());
+    let token = |piece: &str| pieces.lock().unwrap().push(piece.to_string());
+    let silent = format!(
+        "{url}/chat/completions: nothing arrived within the idle timeout of 200ms \
+         (`OpenAi::idle_timeout`)"
+    );
+
+    for release in [release_1, release_2] {
+        let error = smol::block_on(model.chat_stream(&[Message::user("hi")], &token));
+        let _ = release.send(());
+        let error = model_error(error.unwrap_err());
+        assert_eq!(error.to_string(), silent);
+        assert!(error.retryable());
+    }
+    assert_eq!(*pieces.lock().unwrap(), ["Hel"]);
+    Ok(())
+}
+
+#[test]
+fn a_whole_reply_that_takes_too_long_fails_naming_the_request_timeout() -> Result<()> {
+    let (silent, release) = silent_after(String::new());
+    let (url, _seen) = serve(vec![silent]);
+    let model = client(&url).request_timeout(ms(200)).idle_timeout(secs(60));
+
+    let error = smol::block_on(model.chat(&[Message::user("hi")]));
+    let _ = release.send(());
+
+    let error = model_error(error.unwrap_err());
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{url}/chat/completions: no whole reply within the request timeout of 200ms \
+             (`OpenAi::request_timeout`)"
+        )
+    );
+    assert!(error.retryable());
+    Ok(())
+}
+
+#[test]
+fn a_refused_connection_names_the_url_and_is_worth_retrying() {
+    // A port with nothing listening: bound, then freed.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/v1");
+
+    let error = model_error(smol::block_on(client(&url).chat(&[Message::user("hi")])).unwrap_err());
+
+    assert_eq!(
+        error.to_string(),
+        format!("{url}/chat/completions: could not connect: connection refused")
+    );
+    assert_eq!((error.status_code(), error.retryable()), (None, true));
+    assert_backoff(decide(error.into()), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retry decisions (`support::wait`)
+// ---------------------------------------------------------------------------------------------
+
+/// A node whose every attempt fails with `error()`, and whose `wait` hook records what
+/// `support::wait` decides, then retries at once while the decision is to retry. (A `Ctx`
+/// comes only from a run, so this is how a test calls `support::wait`.)
+struct Decide<F> {
+    error: F,
+    attempts: usize,
+    decisions: Mutex<Vec<Option<Duration>>>,
+}
+
+impl<F: Fn() -> miniflow::Error + Send + Sync> Node<()> for Decide<F> {
+    type Prep = ();
+    type Output = ();
+
+    fn prep(&self, _: &(), _: &Params) -> Result<()> {
+        Ok(())
+    }
+    async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<()> {
+        Err((self.error)())
+    }
+    fn post(&self, _: &mut (), _: (), _: ()) -> Result<Action> {
+        Ok(Action::DEFAULT)
+    }
+    fn max_retries(&self) -> usize {
+        self.attempts
+    }
+    fn wait(&self, error: &miniflow::Error, cx: Ctx<'_>) -> Option<Duration> {
+        let decision = support::wait(error, cx);
+        self.decisions.lock().unwrap().push(decision);
+        decision.map(|_| Duration::ZERO)
+    }
+}
+
+/// What `support::wait` decides after each of `attempts - 1` failed attempts (the last
+/// attempt's error goes to the fallback, not to `wait`), each failing with `error()`.
+fn decisions(
+    error: impl Fn() -> miniflow::Error + Send + Sync + 'static,
+    attempts: usize,
+) -> Vec<Option<Duration>> {
+    let decide = Arc::new(Decide { error, attempts, decisions: Mutex::new(Vec::new()) });
+    let mut flow = Flow::new();
+    flow.add("decide", decide.clone());
+    let _ = smol::block_on(flow.run(&mut ()));
+    decide.decisions.lock().unwrap().clone()
+}
+
+/// What `support::wait` decides after a first attempt failed with `error`.
+fn decide(error: miniflow::Error) -> Option<Duration> {
+    let error = Mutex::new(Some(error));
+    let decided =
+        decisions(move || error.lock().unwrap().take().unwrap_or_else(|| "the retry".into()), 2);
+    assert_eq!(decided.len(), 1);
+    decided[0]
+}
+
+/// Checks that `decision` is the backoff after attempt `attempt` (0-based): 0.5 s doubled
+/// `attempt` times, capped at 30 s, less a random part of up to half.
+#[track_caller]
+fn assert_backoff(decision: Option<Duration>, attempt: u32) {
+    let full = (ms(500) * 2u32.pow(attempt)).min(secs(30));
+    match decision {
+        Some(pause) => assert!(full / 2 <= pause && pause <= full, "{pause:?} after {attempt}"),
+        None => panic!("no retry after attempt {attempt}"),
+    }
+}
+
+/// Asks `model` once for a whole reply and returns its [`ModelError`].
+fn fail(model: &OpenAi) -> ModelError {
+    model_error(smol::block_on(model.chat(&[Message::user("hi")])).unwrap_err())
+}
+
+#[test]
+fn wait_takes_the_pause_the_server_asks_for() {
+    let slow_down = r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#;
+    let limited = |retry_after: &str| {
+        reply_with("429 Too Many Requests", &[("Retry-After", retry_after)], slow_down.to_string())
+    };
+    let (url, _seen) = serve(vec![
+        limited("2"),
+        reply_with("503 Service Unavailable", &[("retry-after", " 7 ")], String::new()),
+        // A date is taken as no hint; a pause over `MAX_RETRY_AFTER` is not waited for.
+        limited("Wed, 21 Oct 2015 07:28:00 GMT"),
+        limited("3600"),
+    ]);
+    let model = client(&url);
+
+    let rate_limited = fail(&model);
+    assert_eq!(
+        rate_limited.to_string(),
+        format!(
+            "{url}/chat/completions answered 429 Too Many Requests: Rate limit reached \
+             (retry after 2s)"
+        )
+    );
+    assert_eq!(rate_limited.retry_after(), Some(secs(2)));
+    assert_eq!(decide(rate_limited.into()), Some(secs(2)));
+    assert_eq!(decide(fail(&model).into()), Some(secs(7)));
+    let dated = fail(&model);
+    assert_eq!((dated.retry_after(), dated.retryable()), (None, true));
+    assert_backoff(decide(dated.into()), 0);
+    let hour = fail(&model);
+    assert_eq!((hour.retry_after(), hour.retryable()), (Some(secs(3600)), true));
+    assert_eq!(decide(hour.into()), None);
+}
+
+#[test]
+fn wait_gives_up_on_errors_that_a_retry_cannot_fix() {
+    let refused = [
+        "400 Bad Request",
+        "401 Unauthorized",
+        "403 Forbidden",
+        "404 Not Found",
+        "422 Unprocessable Entity",
+    ];
+    let (url, seen) = serve(refused.iter().map(|s| reply(s, "{}".to_string())).collect());
+    let model = client(&url);
+    for status in refused {
+        let error = fail(&model);
+        assert!(error.to_string().contains(status), "{error}");
+        assert!(!error.retryable(), "{error}");
+        assert_eq!(decide(error.into()), None, "{status}");
+    }
+    assert_eq!(seen.try_iter().count(), refused.len());
+}
+
+#[test]
+fn wait_backs_off_from_other_server_errors() {
+    let busy = [
+        "429 Too Many Requests",
+        "500 Internal Server Error",
+        "502 Bad Gateway",
+        "503 Service Unavailable",
+        "504 Gateway Timeout",
+    ];
+    let (url, _seen) = serve(busy.iter().map(|s| reply(s, "{}".to_string())).collect());
+    let model = client(&url);
+    for status in busy {
+        let error = fail(&model);
+        assert!(error.to_string().contains(status), "{error}");
+        assert_eq!((error.retry_after(), error.retryable()), (None, true), "{error}");
+        assert_backoff(decide(error.into()), 0);
+    }
+    // Twice as long after each further attempt, up to the cap.
+    let overloaded = || ModelError::status("stand-in", 503, "overloaded").into();
+    let pauses = decisions(overloaded, 10);
+    assert_eq!(pauses.len(), 9);
+    for (attempt, pause) in (0..).zip(pauses) {
+        assert_backoff(pause, attempt);
+    }
+}
+
+/// An error of the caller's own that wraps the model's.
+#[derive(Debug)]
+struct Wrapped(ModelError);
+
+impl std::fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the summary step failed")
+    }
+}
+
+impl std::error::Error for Wrapped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn wait_finds_the_model_error_down_the_chain_and_backs_off_from_unknown_errors() {
+    let refused = || Wrapped(ModelError::status("stand-in", 401, "bad key")).into();
+    assert_eq!(decisions(refused, 3), [None]);
+    let limited =
+        || Wrapped(ModelError::status("stand-in", 429, "wait").with_retry_after(ms(5))).into();
+    assert_eq!(decisions(limited, 3), [Some(ms(5)), Some(ms(5))]);
+    // Not a model's error (a node's timeout, a parse error of your own): back off all the same.
+    let unknown = decisions(|| "could not read the reply".into(), 3);
+    assert_eq!(unknown.len(), 2);
+    assert_backoff(unknown[0], 0);
+    assert_backoff(unknown[1], 1);
 }
 
 // ---------------------------------------------------------------------------------------------

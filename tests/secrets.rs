@@ -79,6 +79,7 @@ const CASES: &[Case] = &[
     case("429", false, true),
     case("500", false, true),
     case("500 text", false, true),
+    case("500 long", false, true),
     case("not json", false, true),
     case("no content", false, true),
     case("hang up", false, false),
@@ -101,9 +102,11 @@ fn hostile(seen: &Seen) -> Answer {
     let auth = seen.authorization.clone().unwrap_or_default();
     let key = auth.strip_prefix("Bearer ").unwrap_or_default();
     // What an echoing proxy or a debugging endpoint answers: the request's headers, and the
-    // key it found in them (every occurrence must go, not just the first).
+    // key it found in them, in the message the client quotes and beside it (every occurrence
+    // must go, not just the first).
     let echo = |status: &'static str| {
-        let body = json!({ "error": { "message": "request failed", "key": key,
+        let message = format!("request failed for key {key} (Authorization: {auth})");
+        let body = json!({ "error": { "message": message, "key": key,
                                       "request": { "headers": { "Authorization": auth } } } });
         reply(status, body.to_string())
     };
@@ -117,6 +120,13 @@ fn hostile(seen: &Seen) -> Answer {
         "404" => echo("404 Not Found"),
         "429" => echo("429 Too Many Requests"),
         "500" => echo("500 Internal Server Error"),
+        // The key where the client cuts a long message short: it must go before the cut, or
+        // the cut leaves part of it.
+        "500 long" => {
+            let message = format!("{} {key} and more", "very long message ".repeat(10).trim());
+            let body = json!({ "error": { "message": format!("{message} {}", "x".repeat(100)) } });
+            reply("500 Internal Server Error", body.to_string())
+        }
         "500 text" => {
             let text = format!("upstream failed for the request with Authorization: {auth}");
             raw(format!(
@@ -138,7 +148,8 @@ fn hostile(seen: &Seen) -> Answer {
         // Pieces, then the connection drops in the middle of a chunk.
         "stream broken" => raw(format!("{STREAM_HEAD}{}40\r\ndata: {{\"cho", event_chunk("Hal"))),
         "stream error" => {
-            let error = json!({ "error": { "message": "model crashed", "api_key": key } });
+            let message = format!("model crashed serving key {key}");
+            let error = json!({ "error": { "message": message, "api_key": key } });
             raw(format!(
                 "{STREAM_HEAD}{}{}",
                 event_chunk("Hal"),

@@ -221,6 +221,8 @@ enum Kind {
     Connection,
     /// The server answered, but not with a usable reply.
     Reply { retryable: bool },
+    /// The request could not be sent as it is (a bad URL, a key no header can carry).
+    Request,
 }
 
 impl ModelError {
@@ -284,13 +286,14 @@ impl ModelError {
 
     /// Whether trying again may help: yes for a rate limit (`429`), a server error (`500`,
     /// `502`, `503`, `504`), a timeout, a refused or broken connection and a reply cut short;
-    /// no for a refused request (`400`, `401`, `403`, `404`, `422`, any other status) or a
-    /// reply that will not get better.
+    /// no for a refused request (`400`, `401`, `403`, `404`, `422`, any other status), a
+    /// request that cannot be sent as it is, or a reply that will not get better.
     pub fn retryable(&self) -> bool {
         match self.kind {
             Kind::Status(code) => matches!(code, 429 | 500 | 502 | 503 | 504),
             Kind::Timeout | Kind::Connection => true,
             Kind::Reply { retryable } => retryable,
+            Kind::Request => false,
         }
     }
 }

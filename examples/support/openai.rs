@@ -7,27 +7,46 @@
 //!
 //! A request that is cancelled (its future dropped, say by a node's timeout) stops waiting at
 //! once; the blocking read finishes on its own thread and its answer is thrown away.
+//!
+//! # Time limits
+//!
+//! Three limits, each with a builder method:
+//!
+//! - [`connect_timeout`](OpenAi::connect_timeout) (10 s): to open the connection;
+//! - [`request_timeout`](OpenAi::request_timeout) (120 s): a whole reply, from sending the
+//!   request to its last byte;
+//! - [`idle_timeout`](OpenAi::idle_timeout) (60 s): a streamed reply's longest silence, before
+//!   its first piece (while the model reads the prompt) or between two pieces. A stream has no
+//!   limit on its whole length: a slow model that sends a piece every few seconds is never cut
+//!   off, and one that stops sending is.
+//!
+//! # Errors
+//!
+//! Every error is a [`ModelError`]: it names the URL, the limit that ran out, or the status
+//! and the server's own message (not its whole body), and says whether trying again may help
+//! (see [`support::wait`](super::wait)).
 
 use std::fmt;
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use miniflow::Result;
 use serde_json::{Value, json};
 
-use super::{Message, Model};
+use super::{Kind, Message, Model, ModelError};
 
-/// How long one request may take in all, streamed answers included.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A chat-completions client: where the server is, which model to ask, and the key if any.
+/// A chat-completions client: where the server is, which model to ask, the key if any, and
+/// how long to wait for it.
 #[derive(Clone)]
 pub struct OpenAi {
     agent: ureq::Agent,
     url: String,
     model: String,
     key: Option<String>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 impl OpenAi {
@@ -35,13 +54,20 @@ impl OpenAi {
     /// `http://localhost:11434/v1`), asking `model`, sending `key` as a bearer token if any.
     pub fn new(base_url: &str, model: &str, key: Option<String>) -> Self {
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            // Non-2xx answers come back as responses, so their body can go in the error.
+            // Non-2xx answers come back as responses, so the server's message can go in the
+            // error.
             .http_status_as_error(false)
             .build()
             .new_agent();
-        let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
-        OpenAi { agent, url, model: model.to_string(), key }
+        OpenAi {
+            agent,
+            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            model: model.to_string(),
+            key,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(60),
+        }
     }
 
     /// The client the environment names: `None` when `MINIFLOW_BASE_URL` is not set.
@@ -62,9 +88,35 @@ impl OpenAi {
         Ok(Some(OpenAi::new(&base_url, &model, key)))
     }
 
+    /// This client, giving up on a connection not made within `limit` (10 s by default).
+    #[must_use = "the builder methods return the changed client"]
+    pub fn connect_timeout(self, limit: Duration) -> Self {
+        OpenAi { connect_timeout: limit, ..self }
+    }
+
+    /// This client, giving up on a whole (not streamed) reply that has not fully arrived
+    /// `limit` after the request was sent (120 s by default). Streamed replies have the
+    /// [`idle_timeout`](OpenAi::idle_timeout) instead.
+    #[must_use = "the builder methods return the changed client"]
+    pub fn request_timeout(self, limit: Duration) -> Self {
+        OpenAi { request_timeout: limit, ..self }
+    }
+
+    /// This client, giving up on a streamed reply when nothing arrives for `limit` (60 s by
+    /// default): before its first piece or between two. However long the whole reply takes,
+    /// it goes on as long as it keeps coming.
+    #[must_use = "the builder methods return the changed client"]
+    pub fn idle_timeout(self, limit: Duration) -> Self {
+        OpenAi { idle_timeout: limit, ..self }
+    }
+
     /// Sends one request and returns the response, or the server's error as an `Err`.
     /// Blocking: call it from `smol::unblock`.
-    fn send(&self, messages: &[Message], stream: bool) -> Result<ureq::http::Response<ureq::Body>> {
+    fn send(
+        &self,
+        messages: &[Message],
+        stream: bool,
+    ) -> Result<ureq::http::Response<ureq::Body>, ModelError> {
         let messages: Vec<Value> =
             messages.iter().map(|m| json!({ "role": m.role, "content": m.content })).collect();
         let body = json!({ "model": self.model, "messages": messages, "stream": stream });
@@ -72,67 +124,184 @@ impl OpenAi {
         if let Some(key) = &self.key {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
-        let mut response = request.send(body.to_string())?;
+        // A whole reply has one limit for all of it; a stream, one for each silence (ureq's
+        // per-read limit starts again with every read from the socket).
+        let config = request.config().timeout_connect(Some(self.connect_timeout));
+        let config = match stream {
+            false => config.timeout_global(Some(self.request_timeout)),
+            true => config.timeout_per_read(Some(self.idle_timeout)),
+        };
+        let mut response = config.build().send(body.to_string()).map_err(|e| self.failed(e))?;
+
         let status = response.status();
-        if !status.is_success() {
-            let text = response.body_mut().read_to_string().unwrap_or_default();
-            return Err(format!("{} answered {status}: {}", self.url, text.trim()).into());
+        if status.is_success() {
+            return Ok(response);
         }
-        Ok(response)
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let mut error = ModelError::status(&self.url, status.as_u16(), self.server_message(&text));
+        // `Retry-After: 2` asks for two seconds. Its other form, a date, is taken as no hint.
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok());
+        if let Some(seconds) = retry_after.and_then(|v| v.trim().parse().ok()) {
+            error = error.with_retry_after(Duration::from_secs(seconds));
+        }
+        Err(error)
     }
 
     /// One whole reply. Blocking.
-    fn complete(&self, messages: &[Message]) -> Result<String> {
-        let text = self.send(messages, false)?.body_mut().read_to_string()?;
-        let reply: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("the model's reply is not JSON ({e}): {text}"))?;
-        match reply.pointer("/choices/0/message/content").and_then(Value::as_str) {
-            Some(content) => Ok(content.to_string()),
-            None => {
-                Err(format!("the model's reply has no choices[0].message.content: {text}").into())
-            }
+    fn complete(&self, messages: &[Message]) -> Result<String, ModelError> {
+        let mut response = self.send(messages, false)?;
+        let text = response.body_mut().read_to_string().map_err(|e| self.failed(e))?;
+        let reply: Value = serde_json::from_str(&text).map_err(|e| {
+            self.bad_reply(format!("the reply is not JSON ({e}): {}", self.quote(&text)))
+        })?;
+        match reply.pointer("/choices/0/message/content") {
+            Some(Value::String(content)) if !content.is_empty() => Ok(content.clone()),
+            Some(Value::String(_) | Value::Null) => Err(self.empty(&reply["choices"][0])),
+            _ => Err(self.bad_reply(format!(
+                "the reply has no choices[0].message.content: {}",
+                self.quote(&text)
+            ))),
         }
     }
 
     /// A streamed reply: each piece goes to `piece` as its server-sent event arrives.
     /// Blocking; stops early (without an error) when `piece` returns `false`.
-    fn stream(&self, messages: &[Message], mut piece: impl FnMut(String) -> bool) -> Result<()> {
+    fn stream(
+        &self,
+        messages: &[Message],
+        mut piece: impl FnMut(String) -> bool,
+    ) -> Result<(), ModelError> {
         let response = self.send(messages, true)?;
         let lines = BufReader::new(response.into_body().into_reader()).lines();
+        let (mut pieces, mut last) = (0, Value::Null);
         for line in lines {
-            let line = line?;
+            let line = line.map_err(|e| self.failed(e.into()))?;
             // Events are `data: {json}` lines; blank lines and comments separate them.
             let Some(data) = line.strip_prefix("data:").map(str::trim) else { continue };
             if data == "[DONE]" {
-                return Ok(());
+                return match pieces {
+                    0 => Err(self.empty(&last["choices"][0])),
+                    _ => Ok(()),
+                };
             }
-            let event: Value = serde_json::from_str(data)
-                .map_err(|e| format!("a streamed event is not JSON ({e}): {data}"))?;
+            let event: Value = serde_json::from_str(data).map_err(|e| {
+                self.bad_reply(format!("a streamed event is not JSON ({e}): {}", self.quote(data)))
+            })?;
             if let Some(error) = event.get("error") {
-                return Err(format!("the model failed while streaming: {error}").into());
+                let message = format!("the model failed while streaming: {}", self.message(error));
+                return Err(ModelError::reply(&self.url, message, true));
             }
             let text = event.pointer("/choices/0/delta/content").and_then(Value::as_str);
             if let Some(text) = text.filter(|t| !t.is_empty()) {
+                pieces += 1;
                 if !piece(text.to_string()) {
                     return Ok(());
                 }
             }
+            last = event;
         }
-        Err("the model's stream ended without `data: [DONE]`".into())
+        Err(ModelError::connection(&self.url, "the stream ended without `data: [DONE]`"))
     }
 
-    /// `error`, with the key replaced by `[redacted]` wherever it shows.
+    /// The error for a request that failed before the server's answer was whole: which limit
+    /// ran out, or why there was no connection.
+    fn failed(&self, error: ureq::Error) -> ModelError {
+        use ureq::Timeout;
+        let url = &self.url;
+        let timeout = |what: &str, name: &str, limit: Duration| {
+            let message =
+                format!("{what} within the {name} timeout of {limit:?} (`OpenAi::{name}_timeout`)");
+            ModelError::timeout(url, message)
+        };
+        match error {
+            ureq::Error::Timeout(Timeout::Connect) => {
+                timeout("no connection", "connect", self.connect_timeout)
+            }
+            ureq::Error::Timeout(Timeout::Global) => {
+                timeout("no whole reply", "request", self.request_timeout)
+            }
+            ureq::Error::Timeout(Timeout::PerRead) => {
+                timeout("nothing arrived", "idle", self.idle_timeout)
+            }
+            ureq::Error::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                ModelError::connection(url, "could not connect: connection refused")
+            }
+            ureq::Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                ModelError::connection(url, "the server hung up before the reply was whole")
+            }
+            ureq::Error::Io(e) => {
+                ModelError::connection(url, format!("the connection failed: {e}"))
+            }
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
+                ModelError::connection(url, format!("could not connect: {error}"))
+            }
+            ureq::Error::Protocol(_) => {
+                ModelError::connection(url, format!("the reply was cut short or garbled: {error}"))
+            }
+            // Another limit of ureq's, which this client does not set.
+            ureq::Error::Timeout(other) => ModelError::timeout(url, format!("timed out ({other})")),
+            // Anything else is the request's own fault (a bad URL, a key no header can carry)
+            // and fails the same way every time.
+            other => {
+                let message = format!("the request could not be sent: {other}");
+                ModelError::new(url, Kind::Request, self.redact(&message))
+            }
+        }
+    }
+
+    /// The error for a reply that will not get better if asked again.
+    fn bad_reply(&self, message: String) -> ModelError {
+        ModelError::reply(&self.url, message, false)
+    }
+
+    /// The error for a reply with no content at all; `choice` may say why
+    /// (`finish_reason: length` for a model that spent its tokens thinking).
+    fn empty(&self, choice: &Value) -> ModelError {
+        let message = match choice["finish_reason"].as_str() {
+            Some(reason) => format!("the reply is empty (finish_reason: {})", self.quote(reason)),
+            None => "the reply is empty".to_string(),
+        };
+        ModelError::reply(&self.url, message, true)
+    }
+
+    /// What an error body says: the server's message where it has one, else the body itself,
+    /// short.
+    fn server_message(&self, body: &str) -> String {
+        match serde_json::from_str::<Value>(body) {
+            Ok(json) => self.message(&json),
+            Err(_) if body.trim().is_empty() => "(no message)".to_string(),
+            Err(_) => self.quote(body),
+        }
+    }
+
+    /// The message in a JSON error: `{"error": {"message": "…"}}` as OpenAI sends it, or
+    /// `{"error": "…"}`, `{"message": "…"}` or `{"detail": "…"}` as some others do; the
+    /// JSON itself, short, if it has none of them.
+    fn message(&self, json: &Value) -> String {
+        let paths = ["/error/message", "/error", "/message", "/detail", ""];
+        let found = paths.iter().find_map(|path| json.pointer(path).and_then(Value::as_str));
+        self.quote(&found.map_or_else(|| json.to_string(), str::to_string))
+    }
+
+    /// `text` from the server, fit to quote in an error: the key taken out, whitespace
+    /// squeezed, at most 200 characters.
+    fn quote(&self, text: &str) -> String {
+        let text = self.redact(text).split_whitespace().collect::<Vec<_>>().join(" ");
+        match text.char_indices().nth(200) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        }
+    }
+
+    /// `text`, with the key replaced by `[redacted]` wherever it shows.
     ///
     /// The client's own messages never hold the key, but they quote what the server sent, and
     /// a server or proxy that echoes the request's headers back (as some debugging proxies do)
     /// would put the key into the error, and from there into logs and observer events.
-    fn redact(&self, error: miniflow::Error) -> miniflow::Error {
-        let Some(key) = self.key.as_deref().filter(|k| !k.is_empty()) else { return error };
-        let first: &(dyn std::error::Error + 'static) = &*error;
-        let mut chain = std::iter::successors(Some(first), |e| e.source());
-        match chain.any(|e| format!("{e} {e:?}").contains(key)) {
-            true => error.to_string().replace(key, "[redacted]").into(),
-            false => error,
+    fn redact(&self, text: &str) -> String {
+        match self.key.as_deref().filter(|k| !k.is_empty()) {
+            Some(key) => text.replace(key, "[redacted]"),
+            None => text.to_string(),
         }
     }
 }
@@ -140,7 +309,7 @@ impl OpenAi {
 impl Model for OpenAi {
     fn chat<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, Result<String>> {
         let (client, messages) = (self.clone(), messages.to_vec());
-        Box::pin(smol::unblock(move || client.complete(&messages).map_err(|e| client.redact(e))))
+        Box::pin(async move { Ok(smol::unblock(move || client.complete(&messages)).await?) })
     }
 
     fn chat_stream<'a>(
@@ -152,10 +321,8 @@ impl Model for OpenAi {
         Box::pin(async move {
             let (tx, rx) = smol::channel::unbounded();
             // The reading thread stops when this side hangs up (the future was dropped).
-            let reader = smol::unblock(move || {
-                let read = client.stream(&messages, |p| tx.send_blocking(p).is_ok());
-                read.map_err(|e| client.redact(e))
-            });
+            let reader =
+                smol::unblock(move || client.stream(&messages, |p| tx.send_blocking(p).is_ok()));
             let mut reply = String::new();
             while let Ok(piece) = rx.recv().await {
                 token(&piece);
@@ -179,6 +346,9 @@ impl fmt::Debug for OpenAi {
             .field("url", &self.url)
             .field("model", &self.model)
             .field("key", &self.key.as_ref().map(|_| "(set)"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
 }

@@ -10,6 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Mutex;
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -82,11 +83,18 @@ pub fn read_request(stream: &mut TcpStream) -> Seen {
 
 /// An answer with a whole body.
 pub fn reply(status: &'static str, body: String) -> Answer {
+    reply_with(status, &[], body)
+}
+
+/// An answer with a whole body and extra `headers` (`("Retry-After", "2")`).
+pub fn reply_with(status: &'static str, headers: &[(&str, &str)], body: String) -> Answer {
+    let headers: String =
+        headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
     Box::new(move |stream| {
         write!(
             stream,
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{body}",
+             {headers}Connection: close\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
@@ -123,6 +131,20 @@ pub fn streamed(pieces: &[&str]) -> Answer {
     let events: String = pieces.iter().map(|p| event_chunk(p)).collect();
     let body = format!("{STREAM_HEAD}{events}{}{}", chunk("data: [DONE]\n\n"), chunk(""));
     Box::new(move |stream| stream.write_all(body.as_bytes()).unwrap())
+}
+
+/// A successful streamed reply made of `pieces`, each sent on its own after `pause`: the head
+/// at once, then a pause before each piece and before the end.
+pub fn streamed_slowly(pieces: &[&str], pause: Duration) -> Answer {
+    let events: Vec<String> = pieces.iter().map(|p| event_chunk(p)).collect();
+    Box::new(move |stream| {
+        stream.write_all(STREAM_HEAD.as_bytes()).unwrap();
+        for event in events.iter().chain([&format!("{}{}", chunk("data: [DONE]\n\n"), chunk(""))]) {
+            stream.flush().unwrap();
+            thread::sleep(pause);
+            stream.write_all(event.as_bytes()).unwrap();
+        }
+    })
 }
 
 /// The last user message of a request, as the examples' stand-ins see it.
