@@ -1,7 +1,9 @@
 //! The examples' support module: its OpenAI-compatible client against a loopback server
 //! that speaks the chat-completions protocol (a whole reply, a streamed reply, server errors
-//! — one of which a node's retry gets past — and a broken stream; no network beyond
-//! 127.0.0.1), its offline stand-in models, and its helpers that read what a model wrote.
+//! — one of which a node's retry gets past — a broken stream, its time limits, the server's
+//! message in its errors; no network beyond 127.0.0.1), the retry decisions of
+//! `support::wait`, the printing of a streamed answer, its offline stand-in models, and its
+//! helpers that read what a model wrote.
 
 mod loopback;
 #[path = "../examples/support/mod.rs"]
@@ -14,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use loopback::{Answer, STREAM_HEAD, chunk, completion, event_chunk, reply, reply_with, serve};
-use miniflow::{Action, Ctx, Event, Flow, Node, Params, Result, RunOptions};
+use miniflow::{Action, Ctx, Event, Flow, Node, Observer, Params, Result, RunOptions};
 use serde_json::json;
 use support::openai::OpenAi;
-use support::{Flaky, Message, Model, ModelError, Rules, Scripted, Slow, text};
+use support::{Flaky, Message, Model, ModelError, Rules, Scripted, Slow, TokenPrinter, text};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -594,6 +596,114 @@ fn wait_finds_the_model_error_down_the_chain_and_backs_off_from_unknown_errors()
     assert_eq!(unknown.len(), 2);
     assert_backoff(unknown[0], 0);
     assert_backoff(unknown[1], 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Printing a streamed answer
+// ---------------------------------------------------------------------------------------------
+
+/// A node that streams the model's answer as `"token"` events, trying twice.
+struct Stream {
+    model: Arc<dyn Model>,
+}
+
+impl Node<String> for Stream {
+    type Prep = ();
+    type Output = String;
+
+    fn prep(&self, _: &String, _: &Params) -> Result<()> {
+        Ok(())
+    }
+    async fn exec(&self, _: &(), cx: Ctx<'_>) -> Result<String> {
+        let on_token = move |piece: &str| cx.emit("token", piece);
+        self.model.chat_stream(&[Message::user("Greet.")], &on_token).await
+    }
+    fn post(&self, store: &mut String, _: (), answer: String) -> Result<Action> {
+        *store = answer;
+        Ok(Action::DEFAULT)
+    }
+    fn max_retries(&self) -> usize {
+        2
+    }
+    fn wait(&self, _: &miniflow::Error, _: Ctx<'_>) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+/// A terminal that tests can read: what a [`TokenPrinter`] and an observer print, in order.
+#[derive(Clone, Default)]
+struct Screen(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Screen {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Screen {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Runs a [`Stream`] node against `answers`, printing tokens with a [`TokenPrinter`] and, on
+/// the same screen, a line for each retry, the fallback and the run's end, as an example's
+/// observer would. Returns the server's URL and the screen.
+fn print_run(answers: Vec<Answer>) -> (String, String) {
+    let (url, _seen) = serve(answers);
+    let mut flow = Flow::new();
+    flow.add("write", Stream { model: Arc::new(client(&url)) });
+    let screen = Screen::default();
+    let tokens = TokenPrinter::to(screen.clone());
+    let observer = |event: &Event<'_>| {
+        tokens.event(event);
+        let line = match event {
+            Event::Retry { error, .. } => format!("retry: {error}\n"),
+            Event::Fallback { .. } => "fallback\n".to_string(),
+            Event::Finished { .. } => "finished\n".to_string(),
+            Event::Failed { .. } => "failed\n".to_string(),
+            _ => return,
+        };
+        screen.clone().write_all(line.as_bytes()).unwrap();
+    };
+    let _ =
+        smol::block_on(flow.run_with(&mut String::new(), RunOptions::new().observer(&observer)));
+    (url, screen.text())
+}
+
+#[test]
+fn a_stream_that_breaks_off_ends_its_line_before_the_error_is_shown() {
+    let cut = || -> Answer {
+        Box::new(|stream| {
+            write!(stream, "{STREAM_HEAD}{}{}", event_chunk("Hel"), chunk("")).unwrap();
+        })
+    };
+    let broke_off = "chat/completions: the stream ended without `data: [DONE]`";
+
+    let (url, retried) = print_run(vec![cut(), loopback::streamed(&["Hel", "lo", "!"])]);
+    assert_eq!(retried, format!("Hel\nretry: {url}/{broke_off}\nHello!\nfinished\n"));
+
+    let (url, failed) = print_run(vec![cut(), cut()]);
+    assert_eq!(failed, format!("Hel\nretry: {url}/{broke_off}\nHel\nfallback\nfailed\n"));
+}
+
+#[test]
+fn tokens_print_on_one_line_and_other_events_end_it() {
+    let screen = Screen::default();
+    let tokens = TokenPrinter::to(screen.clone());
+    let (url, _seen) = serve(vec![loopback::streamed(&["One ", "line."])]);
+    let mut flow = Flow::new();
+    flow.add("write", Stream { model: Arc::new(client(&url)) });
+    let mut store = String::new();
+
+    smol::block_on(flow.run_with(&mut store, RunOptions::new().observer(&tokens))).unwrap();
+
+    assert_eq!(store, "One line.");
+    assert_eq!(screen.text(), "One line.\n", "no line of its own before, one newline after");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,9 +12,17 @@
 //!
 //! - [`Scripted`] gives fixed replies in order;
 //! - [`Rules`] answers each prompt with a function of your own;
-//! - [`Flaky`] fails its first calls, to show retries;
+//! - [`Flaky`] fails its first calls as a busy server would, to show retries;
 //! - [`Slow`] waits before answering, and streams word by word, to show concurrency and
 //!   streaming.
+//!
+//! # Failures and retries
+//!
+//! A model's call fails with a [`ModelError`], from a server or a stand-in alike: it says
+//! what went wrong and whether trying again may help. A node that calls a model makes its
+//! `Node::wait` hook [`wait`], which retries after the server's own pause, backs off, or gives
+//! up, as the error says. [`TokenPrinter`] prints a streamed answer as it arrives, and ends
+//! its line when the stream breaks off.
 //!
 //! # A real model
 //!
@@ -436,5 +444,74 @@ impl Model for Slow {
             }
             Ok(reply)
         })
+    }
+}
+
+/// An [`Observer`](miniflow::Observer) that prints a streamed answer as it arrives: the text
+/// of each `"token"` event (what a node sends with `cx.emit("token", piece)`) right after the
+/// last, shown at once rather than when the line ends.
+///
+/// Any other event first ends the line the tokens were on, so that what follows starts on a
+/// line of its own: the next node's start, and also the retry, fallback or failed run after a
+/// stream that broke off, whose error would otherwise be printed after the half-written
+/// answer on the same line. Call it first in an observer that prints too:
+///
+/// ```ignore
+/// let tokens = TokenPrinter::new();
+/// let observer = |event: &Event<'_>| {
+///     tokens.event(event); // ends a streamed line before anything else is printed
+///     if let Event::Retry { error, .. } = event {
+///         println!("retrying: {error}");
+///     }
+/// };
+/// ```
+pub struct TokenPrinter<W = std::io::Stdout> {
+    /// Where the tokens go, and whether the last thing written was a token whose line is
+    /// still open.
+    out: Mutex<(W, bool)>,
+}
+
+impl TokenPrinter {
+    /// A printer to standard output.
+    pub fn new() -> Self {
+        TokenPrinter::to(std::io::stdout())
+    }
+}
+
+impl Default for TokenPrinter {
+    fn default() -> Self {
+        TokenPrinter::new()
+    }
+}
+
+impl<W: std::io::Write + Send> TokenPrinter<W> {
+    /// A printer to `out`.
+    pub fn to(out: W) -> Self {
+        TokenPrinter { out: Mutex::new((out, false)) }
+    }
+}
+
+impl<W: std::io::Write + Send> miniflow::Observer for TokenPrinter<W> {
+    fn event(&self, event: &miniflow::Event<'_>) {
+        let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (out, mid_line) = &mut *out;
+        // What cannot be printed is dropped: a closed terminal must not fail the run.
+        match event {
+            miniflow::Event::Custom { kind: "token", data, .. } => {
+                let _ = write!(out, "{data}").and_then(|()| out.flush());
+                *mid_line = true;
+            }
+            _ if *mid_line => {
+                let _ = writeln!(out).and_then(|()| out.flush());
+                *mid_line = false;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<W> fmt::Debug for TokenPrinter<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenPrinter").finish_non_exhaustive()
     }
 }
