@@ -346,6 +346,18 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 ///   cannot fix (`400`, `401`, `403`, `404`, `422`);
 /// - the same backoff for any other error (a node's [`miniflow::TimedOut`], an error of your
 ///   own): when in doubt, try again, since `max_retries` bounds the attempts anyway.
+///
+/// The stand-ins' errors carry a `Retry-After` of a few milliseconds, so offline examples do
+/// not sit through backoffs meant for a real server; a node's timeout does back off for real.
+///
+/// ```ignore
+/// impl Node<Store> for Ask {
+///     // …prep, exec, post, max_retries as usual, then:
+///     fn wait(&self, error: &Error, cx: Ctx<'_>) -> Option<Duration> {
+///         support::wait(error, cx)
+///     }
+/// }
+/// ```
 pub fn wait(error: &miniflow::Error, cx: miniflow::Ctx<'_>) -> Option<Duration> {
     let first: &(dyn std::error::Error + 'static) = &**error;
     let mut chain = std::iter::successors(Some(first), |e| e.source());
@@ -363,7 +375,7 @@ pub fn wait(error: &miniflow::Error, cx: miniflow::Ctx<'_>) -> Option<Duration> 
 
 /// What a busy stand-in answers: `503` with a `Retry-After` of 5 ms.
 fn overloaded() -> ModelError {
-    ModelError::status("stand-in", 503, "the model is overloaded, try again later")
+    ModelError::status("stand-in", 503, "the model is overloaded")
         .with_retry_after(Duration::from_millis(5))
 }
 

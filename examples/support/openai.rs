@@ -13,18 +13,21 @@
 //! Three limits, each with a builder method:
 //!
 //! - [`connect_timeout`](OpenAi::connect_timeout) (10 s): to open the connection;
-//! - [`request_timeout`](OpenAi::request_timeout) (120 s): a whole reply, from sending the
-//!   request to its last byte;
+//! - [`request_timeout`](OpenAi::request_timeout) (120 s): a whole reply, from the start of
+//!   the request (connecting included) to the reply's last byte;
 //! - [`idle_timeout`](OpenAi::idle_timeout) (60 s): a streamed reply's longest silence, before
 //!   its first piece (while the model reads the prompt) or between two pieces. A stream has no
 //!   limit on its whole length: a slow model that sends a piece every few seconds is never cut
-//!   off, and one that stops sending is.
+//!   off, and one that stops sending is. (A node's own `timeout`, if it sets one, still cuts
+//!   off the whole attempt.)
 //!
 //! # Errors
 //!
-//! Every error is a [`ModelError`]: it names the URL, the limit that ran out, or the status
-//! and the server's own message (not its whole body), and says whether trying again may help
-//! (see [`support::wait`](super::wait)).
+//! Every error is a [`ModelError`]: it names the URL, and the limit that ran out with its
+//! value, or the status and the server's own message (not its whole body), and says whether
+//! trying again may help (see [`support::wait`](super::wait)). A `Retry-After` header in
+//! seconds becomes its [`retry_after`](ModelError::retry_after); its other form, a date, is
+//! taken as no hint (`support::wait` then backs off).
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader};
@@ -95,8 +98,8 @@ impl OpenAi {
     }
 
     /// This client, giving up on a whole (not streamed) reply that has not fully arrived
-    /// `limit` after the request was sent (120 s by default). Streamed replies have the
-    /// [`idle_timeout`](OpenAi::idle_timeout) instead.
+    /// `limit` after the request started, connecting included (120 s by default). Streamed
+    /// replies have the [`idle_timeout`](OpenAi::idle_timeout) instead.
     #[must_use = "the builder methods return the changed client"]
     pub fn request_timeout(self, limit: Duration) -> Self {
         OpenAi { request_timeout: limit, ..self }
@@ -224,7 +227,7 @@ impl OpenAi {
                 timeout("nothing arrived", "idle", self.idle_timeout)
             }
             ureq::Error::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                ModelError::connection(url, "could not connect: connection refused")
+                ModelError::connection(url, format!("could not connect: {e}"))
             }
             ureq::Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 ModelError::connection(url, "the server hung up before the reply was whole")
