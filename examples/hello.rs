@@ -1,35 +1,56 @@
-//! One node answers one question: the smallest complete flow.
+//! Hello: one node answers one question. The smallest complete flow, and the place to start.
 //!
-//! It shows the three phases of a node — `prep` reads the question from the shared store,
-//! `exec` asks a language model, `post` writes the answer back — and how a run borrows the
-//! store. The node holds the model; `exec` is the only phase that awaits it.
+//! A flow is a graph of **nodes** that share a **store** (a struct of yours). Each node runs
+//! in three phases: `prep` reads what it needs from the store, `exec` does the slow part —
+//! here it asks a language model — and `post` writes the result back and returns an
+//! **action**, the name of the edge to follow next. This flow has one node, so the run ends
+//! after it, with the action as its result.
 //!
-//! Run with: `cargo run --example hello`. Offline it answers through a rule-based stand-in;
-//! set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to ask a real model (see `support/mod.rs`).
+//! Run with: `cargo run --example hello`. Offline, a stand-in model answers
+//! (`support/oracle.rs`); set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to ask a real model
+//! (see `support/mod.rs`).
 
 use std::sync::Arc;
 
 use miniflow::{Action, Ctx, Flow, Node, Params, Result};
-use support::{Model, Rules};
+use support::Model;
 
 mod support;
 
+fn main() -> support::Main {
+    let model = support::model(support::oracle::stand_in())?;
+
+    // The graph: one node, named "answer" (errors and events name it so).
+    let mut flow = Flow::new();
+    flow.add("answer", Answer { model });
+
+    let question = "What is the answer to life, the universe and everything?";
+    let mut store = Store { question: question.to_string(), answer: None };
+    // Any executor drives a run; miniflow has none of its own.
+    let action = futures::executor::block_on(flow.run(&mut store))?;
+
+    println!("question: {}", store.question);
+    println!("answer:   {}", store.answer.as_deref().unwrap_or("(none)"));
+    println!("the flow ended with action {action:?}");
+    Ok(())
+}
+
 /// The shared store: everything the nodes of this flow read and write.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Store {
     question: String,
     answer: Option<String>,
 }
 
-/// Answers the question in the store.
+/// Answers the question in the store. The node holds the model; only `exec` awaits it.
 struct Answer {
     model: Arc<dyn Model>,
 }
 
 impl Node<Store> for Answer {
-    /// `exec` gets a copy of the question...
+    /// What `prep` hands to `exec`: a copy of the question (`exec` cannot see the store)...
     type Prep = String;
-    /// ...and produces the answer.
+    /// ...and what `exec` hands to `post`: the answer.
     type Output = String;
 
     fn prep(&self, store: &Store, _params: &Params) -> Result<String> {
@@ -38,7 +59,7 @@ impl Node<Store> for Answer {
     }
 
     async fn exec(&self, question: &String, cx: Ctx<'_>) -> Result<String> {
-        // `Ctx::attempt` counts from 0; people count attempts from 1.
+        // `exec` is the phase a node may retry (see `retry-fallback`); `attempt` counts from 0.
         println!("exec: answering (attempt {})", cx.attempt() + 1);
         self.model.ask(question).await
     }
@@ -46,32 +67,6 @@ impl Node<Store> for Answer {
     fn post(&self, store: &mut Store, _question: String, answer: String) -> Result<Action> {
         println!("post: writing the answer to the store");
         store.answer = Some(answer);
-        Ok(Action::DEFAULT)
+        Ok(Action::DEFAULT) // "default": the edge a flow follows unless told otherwise
     }
-}
-
-/// The offline stand-in's one rule.
-fn stand_in(question: &str) -> String {
-    match question {
-        q if q.contains("life, the universe and everything") => "42".to_string(),
-        q => format!("I do not know yet what to say about {q:?}."),
-    }
-}
-
-fn main() -> support::Main {
-    let model = support::model(Rules::new(stand_in))?;
-    let mut flow = Flow::new();
-    flow.add("answer", Answer { model });
-
-    let mut store = Store {
-        question: "What is the answer to life, the universe and everything?".to_string(),
-        answer: None,
-    };
-    // Any executor drives a run; miniflow has none of its own.
-    let action = futures::executor::block_on(flow.run(&mut store))?;
-
-    println!("question: {}", store.question);
-    println!("answer:   {}", store.answer.as_deref().unwrap_or("(none)"));
-    println!("the flow ended with action {action:?}");
-    Ok(())
 }
