@@ -1,31 +1,64 @@
-//! One text, eight languages: a batch node runs its `exec` once per item, one at a time or
-//! several at once.
+//! Batch: one text, eight languages. A batch node runs its `exec` once per item, one item at
+//! a time or several at once.
 //!
-//! A [`BatchNode`] is a node whose `prep` returns a list of items instead of one value. The
-//! framework calls `exec` once per item — each item with its own retries — and hands `post`
-//! every output, in the order of the items, however the calls overlapped. Here the items are
-//! the languages to translate one text into, and each `exec` is one request to a model.
+//! A [`BatchNode`] is a node whose `prep` returns a list of items. The flow calls `exec` once
+//! per item, each item with its own retries, and hands `post` every output in the order of
+//! the items, however the calls overlapped. Here an item is a language, and its `exec` one
+//! request to a model.
 //!
-//! The same node runs twice: first with `max_in_flight` 1 (items one after another), then
-//! with 4 (up to four requests waiting on the model at once). Nothing is spawned: the four
-//! calls are futures polled together in the run's own task, and they overlap because each
-//! one spends its time waiting. The stand-in model takes 100 ms per reply, so the first run
-//! takes about 800 ms and the second about 200 ms; the translations are the same, in the same
-//! order.
+//! The same node runs twice: with `max_in_flight` 1 (one request after another), then with 4
+//! (up to four requests waiting on the model at once). Nothing is spawned: the requests are
+//! futures polled together in the run's own task. The stand-in takes 100 ms per reply, so
+//! the first run takes about 800 ms and the second about 200 ms, with the same results in the
+//! same order.
 //!
-//! Run with: `cargo run --example batch`. Offline a stand-in translates from a small table;
-//! set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to ask a real model (see `support/mod.rs`).
+//! Run with: `cargo run --example batch`. Offline, a stand-in translates from a table
+//! (`support/translations.rs`); set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to ask a real
+//! model (see `support/mod.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use miniflow::{Action, BatchNode, Ctx, Flow, Params, Result};
-use support::{Model, Rules, Slow, text};
+use miniflow::{Action, BatchNode, Ctx, Error, Flow, Params, Result};
+use support::Model;
+use support::translations::{self, LANGUAGES, TEXT};
 
 mod support;
 
-/// The shared store: the text, where it should go, and what came back.
-#[derive(Debug, Default)]
+fn main() -> support::Main {
+    let model = support::model(translations::stand_in())?;
+    let one_by_one = translate(&model, 1, "one at a time")?;
+    let four_at_once = translate(&model, 4, "four at once")?;
+
+    println!("text: {}", four_at_once.text);
+    for (i, (language, translation)) in four_at_once.translations.iter().enumerate() {
+        println!("{}. {language}: {translation}", i + 1);
+    }
+    // The replies arrived in whatever order the model sent them, but `post` got them in the
+    // order of the items: both runs stored them in the order of `LANGUAGES`.
+    let in_order = |store: &Store| {
+        let same = store.translations.iter().map(|(l, _)| l.as_str()).eq(LANGUAGES);
+        if same { "yes" } else { "no" }
+    };
+    println!("one at a time, in input order: {}", in_order(&one_by_one));
+    println!("four at once, in input order: {}", in_order(&four_at_once));
+    Ok(())
+}
+
+/// Runs the translator by itself (a flow of one node) with up to `in_flight` requests at
+/// once, and prints how long it took.
+fn translate(model: &Arc<dyn Model>, in_flight: usize, label: &str) -> Result<Store> {
+    let flow = Flow::of(Translate { model: Arc::clone(model), in_flight });
+    let languages = LANGUAGES.map(String::from).to_vec();
+    let mut store = Store { text: TEXT.to_string(), languages, translations: Vec::new() };
+    let started = Instant::now();
+    smol::block_on(flow.run(&mut store))?;
+    println!("{label}: {} ms", started.elapsed().as_millis());
+    Ok(store)
+}
+
+/// The shared store: the text, the languages wanted, and what came back.
+#[derive(Debug)]
 struct Store {
     text: String,
     languages: Vec<String>,
@@ -33,13 +66,7 @@ struct Store {
     translations: Vec<(String, String)>,
 }
 
-/// One item of the batch: everything one `exec` needs (it cannot see the store).
-struct Request {
-    language: String,
-    text: String,
-}
-
-/// Translates the store's text into every language the store lists.
+/// Translates the store's text into each of the store's languages.
 struct Translate {
     model: Arc<dyn Model>,
     /// How many requests may wait on the model at once.
@@ -47,116 +74,46 @@ struct Translate {
 }
 
 impl BatchNode<Store> for Translate {
-    type Item = Request;
+    /// A language and the prompt that asks for it: all one `exec` needs (it cannot see the
+    /// store).
+    type Item = (String, String);
     type Output = String;
 
-    fn prep(&self, store: &Store, _params: &Params) -> Result<Vec<Request>> {
-        // One item per language. Each carries its own copy of the text, so that the items are
-        // independent of each other and of the store.
+    fn prep(&self, store: &Store, _params: &Params) -> Result<Vec<(String, String)>> {
         let text = &store.text;
-        Ok(store
-            .languages
-            .iter()
-            .map(|l| Request { language: l.clone(), text: text.clone() })
-            .collect())
+        Ok(store.languages.iter().map(|l| (l.clone(), translations::prompt(text, l))).collect())
     }
 
-    async fn exec(&self, request: &Request, _cx: Ctx<'_>) -> Result<String> {
-        let prompt = format!(
-            "Translate the following text into {}. Reply with the translation only: no quotes, \
-             no notes, no explanation.\n\nText: {}",
-            request.language, request.text
-        );
-        let reply = self.model.ask(&prompt).await?;
-        // Without a code fence or a `<think>` block, and without the quotes models like to put
-        // around a translation (straight, curly or French ones).
-        let body = text::body(&reply);
-        let translation = body.trim_matches(|c| matches!(c, '"' | '“' | '”' | '«' | '»')).trim();
-        match translation.is_empty() {
-            true => Err(format!("the model sent no translation into {}", request.language).into()),
-            false => Ok(translation.to_string()),
-        }
+    async fn exec(&self, (language, prompt): &(String, String), _cx: Ctx<'_>) -> Result<String> {
+        let reply = self.model.ask(prompt).await?;
+        let no_translation = || format!("the model sent no translation into {language}").into();
+        translations::translation(&reply).ok_or_else(no_translation)
     }
 
     fn post(
         &self,
         store: &mut Store,
-        _: &Params,
-        requests: Vec<Request>,
+        _params: &Params,
+        items: Vec<(String, String)>,
         outputs: Vec<String>,
     ) -> Result<Action> {
-        // `outputs[i]` belongs to `requests[i]`, whichever reply arrived first.
-        store.translations = requests.into_iter().map(|r| r.language).zip(outputs).collect();
+        // `outputs[i]` belongs to `items[i]`, whichever reply arrived first.
+        store.translations = items.into_iter().map(|(language, _)| language).zip(outputs).collect();
         Ok(Action::DEFAULT)
     }
 
     fn max_in_flight(&self) -> usize {
         self.in_flight
     }
-}
 
-/// The offline stand-in: a fixed table of translations of the example's one text, picked by
-/// the language the prompt names.
-fn stand_in(prompt: &str) -> String {
-    const TABLE: [(&str, &str); 8] = [
-        ("French", "Les petites étapes font les grands voyages."),
-        ("Spanish", "Los pequeños pasos hacen los grandes viajes."),
-        ("German", "Kleine Schritte machen große Reisen."),
-        ("Italian", "I piccoli passi fanno i grandi viaggi."),
-        ("Portuguese", "Pequenos passos fazem grandes viagens."),
-        ("Dutch", "Kleine stappen maken grote reizen."),
-        ("Swedish", "Små steg gör stora resor."),
-        ("Japanese", "小さな一歩が大きな旅になる。"),
-    ];
-    TABLE
-        .iter()
-        .find(|(language, _)| prompt.contains(&format!("into {language}.")))
-        .map_or_else(|| "(the stand-in knows no such language)".to_string(), |(_, t)| t.to_string())
-}
-
-/// A flow of one node: the translator, allowed `in_flight` requests at once.
-fn translator(model: &Arc<dyn Model>, in_flight: usize) -> Flow<Store> {
-    let mut flow = Flow::new();
-    flow.add("translate", Translate { model: model.clone(), in_flight });
-    flow
-}
-
-fn main() -> support::Main {
-    // 100 ms per reply: slow enough that running the requests together visibly pays off.
-    let slow = Slow::new(Arc::new(Rules::new(stand_in)), Duration::from_millis(100));
-    let model = support::model(slow)?;
-
-    let languages =
-        ["French", "Spanish", "German", "Italian", "Portuguese", "Dutch", "Swedish", "Japanese"];
-    let new_store = || Store {
-        text: "Small steps make great journeys.".to_string(),
-        languages: languages.map(String::from).to_vec(),
-        translations: Vec::new(),
-    };
-
-    // First one request at a time...
-    let mut one_by_one = new_store();
-    let started = Instant::now();
-    smol::block_on(translator(&model, 1).run(&mut one_by_one))?;
-    println!("one at a time: {} ms", started.elapsed().as_millis());
-
-    // ...then up to four at once.
-    let mut four_at_once = new_store();
-    let started = Instant::now();
-    smol::block_on(translator(&model, 4).run(&mut four_at_once))?;
-    println!("four at once: {} ms", started.elapsed().as_millis());
-
-    println!("text: {}", four_at_once.text);
-    for (i, (language, translation)) in four_at_once.translations.iter().enumerate() {
-        println!("{}. {language}: {translation}", i + 1);
+    /// Up to three tries per item...
+    fn max_retries(&self) -> usize {
+        3
     }
 
-    // The concurrent replies arrived in whatever order the model sent them, but `post` got them
-    // in the order of the items: both runs stored their results in the order of `languages`.
-    let order =
-        |store: &Store| store.translations.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>();
-    let yes_no = |b: bool| if b { "yes" } else { "no" };
-    println!("one at a time, in input order: {}", yes_no(order(&one_by_one) == languages));
-    println!("four at once, in input order: {}", yes_no(order(&four_at_once) == languages));
-    Ok(())
+    /// ...after the pause the model's error asks for (a rate limit's `Retry-After`), or a
+    /// backoff; no retry for an error that will not go away (a refused key).
+    fn wait(&self, error: &Error, cx: Ctx<'_>) -> Option<Duration> {
+        support::wait(error, cx)
+    }
 }

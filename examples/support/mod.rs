@@ -43,6 +43,7 @@ pub mod openai;
 pub mod oracle;
 pub mod text;
 pub mod trace;
+pub mod translations;
 
 /// What each example's `main` returns: `Ok`, or the error that stopped it.
 ///
