@@ -41,6 +41,7 @@
 
 pub mod openai;
 pub mod oracle;
+pub mod resumes;
 pub mod text;
 pub mod trace;
 pub mod translations;
