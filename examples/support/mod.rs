@@ -42,6 +42,7 @@
 pub mod openai;
 pub mod oracle;
 pub mod resumes;
+pub mod school;
 pub mod text;
 pub mod trace;
 pub mod translations;
