@@ -42,6 +42,7 @@
 pub mod bees;
 pub mod openai;
 pub mod oracle;
+pub mod research;
 pub mod resumes;
 pub mod school;
 pub mod text;
