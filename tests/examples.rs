@@ -140,7 +140,8 @@ fn nested_batch() {
 #[test]
 fn retry_fallback() {
     let out = run("retry-fallback", &[], None);
-    let overloaded = "the model is overloaded (HTTP 503), try again later";
+    let overloaded =
+        "stand-in answered 503 Service Unavailable: the model is overloaded (retry after 5ms)";
     let failed_1 = format!("  observer: `ask` attempt 1 failed ({overloaded}); next in 5ms");
     let failed_2 = format!("  observer: `ask` attempt 2 failed ({overloaded}); next in 10ms");
     assert_lines(
@@ -160,7 +161,7 @@ fn retry_fallback() {
             "  fallback: timed out after 3 of 3 attempts; answering with a canned reply",
             "4. a rate-limited model that says when to come back",
             "  exec: attempt 1 of 3",
-            "  observer: `ask` attempt 1 failed (rate limited (HTTP 429), retry after 30ms); next in 30ms",
+            "  observer: `ask` attempt 1 failed (stand-in answered 429 Too Many Requests: slow down (retry after 30ms)); next in 30ms",
             "  exec: attempt 2 of 3",
             "  answer (model): It stops calling a failing service for a while, so the service can recover and callers fail fast instead of waiting.",
             "5. a model that refuses the API key",

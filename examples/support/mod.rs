@@ -41,6 +41,7 @@
 
 pub mod bees;
 pub mod chat;
+pub mod circuit_breaker;
 pub mod openai;
 pub mod oracle;
 pub mod research;
