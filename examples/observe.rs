@@ -2,12 +2,12 @@
 //! and the flow drawn as a diagram.
 //!
 //! Only `exec` waits on a model, so only `exec` sees the answer arrive piece by piece. It
-//! passes each piece on with `cx.emit("token", piece)`, and the run hands it, like every
-//! other event (a node's start and end, a retry, the run's end), to the run's *observer*:
-//! here a closure that prints each node as it starts, lets a `TokenPrinter` print the tokens
-//! as they come, and forwards every event to a `Trace`, which times each node (both are
-//! recipes in `support/`, to copy). The observer belongs to the run, not to the flow, so the
-//! flow itself knows nothing about consoles or tables.
+//! passes each piece on with `cx.emit("token", piece)`, and the run hands it to the run's
+//! *observer*, as it does every other event (a node's start and end, a retry, the run's
+//! end). The observer here is a closure: it prints each node as it starts, lets a
+//! `TokenPrinter` print the tokens as they come, and forwards every event to a `Trace`, which
+//! times each node (both are recipes in `support/`, to copy). The observer belongs to the
+//! run, not to the flow, so the flow knows nothing about consoles or tables.
 //!
 //! The flow writes a short paragraph: a nested `draft` flow (outline, then the streamed
 //! text), then a title. After the run it prints the trace table and `Flow::to_mermaid()`,
@@ -45,11 +45,11 @@ fn main() -> support::Main {
     let flow = flow(&model);
 
     // The observer is called from inside the run, so it only prints and records.
-    let tokens = TokenPrinter::new(); // ends a streamed line before anything else is printed
+    let tokens = TokenPrinter::new(); // prints the "token" events as they come
     let streamed = Mutex::new(String::new()); // the tokens, to compare with the stored text
     let trace = Trace::new();
     let observer = |event: &Event<'_>| {
-        tokens.event(event);
+        tokens.event(event); // first: it ends a streamed line before anything else is printed
         match event {
             Event::Custom { kind: "token", data, .. } => streamed.lock().unwrap().push_str(data),
             Event::NodeStart { node, .. } => println!("[{node}] started"),
