@@ -42,6 +42,7 @@
 pub mod bees;
 pub mod chat;
 pub mod circuit_breaker;
+pub mod game;
 pub mod openai;
 pub mod oracle;
 pub mod research;
