@@ -43,6 +43,7 @@ pub mod bees;
 pub mod chat;
 pub mod circuit_breaker;
 pub mod game;
+pub mod helpdesk;
 pub mod kettle;
 pub mod openai;
 pub mod oracle;
