@@ -1,280 +1,72 @@
 //! Durable execution: save the run after every node, and after a crash pick it up where it
 //! stopped instead of starting over.
 //!
-//! A long pipeline (downloads, model calls, slow services) should not redo an hour of work
-//! because the machine lost power in the last step. miniflow keeps no files of its own; it
-//! gives you two hooks. `RunOptions::checkpoint` calls you after every node with the store
-//! and the name of the node that runs next: write both somewhere safe (here, a JSON file).
-//! After a crash, read them back and run again with `RunOptions::start_at(next)`: the nodes
-//! that had finished are not run again, and the result is the one an uninterrupted run gives.
+//! A long pipeline should not redo an hour of work because the power went out in its last
+//! step. miniflow keeps no files; it gives two hooks. `RunOptions::checkpoint` calls you after
+//! every node with the store and the name of the node that runs next: save both (here, in a
+//! JSON file). After a crash, load them and run again with `RunOptions::start_at(next)`: the
+//! finished nodes do not run again, and the result is the one an uninterrupted run gives.
 //!
-//! This example bills a month of orders in five steps, three of them talking to (simulated)
-//! services. It runs the pipeline three times: once straight through, as the reference; once
-//! with a power cut after the third checkpoint; and once as a fresh start that finds the
-//! checkpoint file and resumes from it. Then it checks that the invoices came out the same.
+//! This example bills a month of orders in five steps, three of them calling (simulated)
+//! services. It runs them three times: straight through; with a power cut after the third
+//! checkpoint; and as a fresh start that resumes from the file. Then it compares the invoices.
 //!
-//! Run with: `cargo run --example durable`
+//! Run with: `cargo run --example durable` (the orders, the pricing and the checkpoint file
+//! are in `support/billing.rs`).
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::path::Path;
-use std::sync::Mutex;
-use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::future::{self, Either};
-use miniflow::{Action, Ctx, Event, Flow, Node, Observer, Params, Result, RunOptions, node_fn};
+use miniflow::{Action, Flow, Node, Params, Result, RunOptions, exec_fn, node_fn};
 use serde::{Deserialize, Serialize};
+use support::billing::{self, Checkpoint, Finished, NETWORK, Order};
 
 mod support;
 
-/// How long the simulated shop, tax and accounting services take to answer.
-const NETWORK: Duration = Duration::from_millis(10);
-
-/// Customers who spend at least this much (in cents) get [`DISCOUNT_PERCENT`] off.
-const DISCOUNT_FROM: u64 = 10_000; // 100.00
-const DISCOUNT_PERCENT: u64 = 10;
-
-/// The shared store. Everything a later node needs must be in here, because after a crash
-/// this is all that is left: it derives `Serialize` and `Deserialize` to go into the file.
-/// Money is in whole cents, so that the runs can be compared exactly.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-struct Books {
-    month: String,
-    orders: Vec<Order>,
-    /// What each customer ordered, by name (a `BTreeMap`, so the order is always the same).
-    subtotals: BTreeMap<String, u64>,
-    /// The same after the volume discount.
-    discounted: BTreeMap<String, u64>,
-    /// The same with VAT: what each invoice says.
-    invoices: BTreeMap<String, u64>,
-    /// The accounting service's receipt for the published invoices.
-    receipt: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Order {
-    customer: String,
-    quantity: u64,
-    unit_cents: u64,
-}
-
-/// What goes into the checkpoint file: the store, and where to go on.
-#[derive(Serialize, Deserialize)]
-struct Checkpoint {
-    next: String,
-    books: Books,
-}
-
-/// Downloads the month's orders from the shop.
-struct Fetch;
-
-impl Node<Books> for Fetch {
-    type Prep = String;
-    type Output = Vec<Order>;
-
-    fn prep(&self, books: &Books, _: &Params) -> Result<String> {
-        Ok(books.month.clone())
-    }
-
-    async fn exec(&self, month: &String, _: Ctx<'_>) -> Result<Vec<Order>> {
-        smol::Timer::after(NETWORK).await; // a real shop API call in real life
-        let order = |customer: &str, quantity, unit_cents| Order {
-            customer: customer.to_string(),
-            quantity,
-            unit_cents,
-        };
-        match month.as_str() {
-            "2024-06" => Ok(vec![
-                order("ada", 2, 45_00),
-                order("bob", 4, 12_00),
-                order("ada", 1, 12_00),
-                order("cy", 1, 89_99),
-                order("bob", 1, 18_50),
-                order("cy", 2, 12_00),
-            ]),
-            other => Err(format!("the shop has no orders for {other:?}").into()),
-        }
-    }
-
-    fn post(&self, books: &mut Books, _: String, orders: Vec<Order>) -> Result<Action> {
-        println!("  fetch     {} orders", orders.len());
-        books.orders = orders;
-        Ok(Action::DEFAULT)
-    }
-}
-
-/// Asks the tax service for the VAT rate and adds VAT to every bill.
-struct Tax;
-
-impl Node<Books> for Tax {
-    type Prep = BTreeMap<String, u64>;
-    type Output = BTreeMap<String, u64>;
-
-    fn prep(&self, books: &Books, _: &Params) -> Result<BTreeMap<String, u64>> {
-        Ok(books.discounted.clone())
-    }
-
-    async fn exec(&self, bills: &BTreeMap<String, u64>, _: Ctx<'_>) -> Result<Self::Output> {
-        println!("  tax       asking the tax service for the VAT rate...");
-        smol::Timer::after(NETWORK).await;
-        let vat_percent = 20;
-        Ok(bills
-            .iter()
-            .map(|(who, &cents)| (who.clone(), cents + percent(cents, vat_percent)))
-            .collect())
-    }
-
-    fn post(&self, books: &mut Books, _: Self::Prep, invoices: Self::Output) -> Result<Action> {
-        println!("  tax       {}", amounts(&invoices));
-        books.invoices = invoices;
-        Ok(Action::DEFAULT)
-    }
-}
-
-/// Sends the invoices to the accounting service.
-///
-/// This is the one step with an effect outside the store. If the power goes out after the
-/// service has the invoices but before `post` has run, the resumed run sends them again; a
-/// real service would be told an idempotency key (the month would do) so that it ignores
-/// the repeat.
-struct Publish;
-
-impl Node<Books> for Publish {
-    type Prep = (String, BTreeMap<String, u64>);
-    type Output = String;
-
-    fn prep(&self, books: &Books, _: &Params) -> Result<Self::Prep> {
-        Ok((books.month.clone(), books.invoices.clone()))
-    }
-
-    async fn exec(&self, (month, invoices): &Self::Prep, _: Ctx<'_>) -> Result<String> {
-        smol::Timer::after(NETWORK).await;
-        let total: u64 = invoices.values().sum();
-        Ok(format!("{month}: {} invoices, {} in all", invoices.len(), money(total)))
-    }
-
-    fn post(&self, books: &mut Books, _: Self::Prep, receipt: String) -> Result<Action> {
-        println!("  publish   {receipt}");
-        books.receipt = Some(receipt);
-        Ok(Action::DEFAULT)
-    }
-}
-
 /// The pipeline: fetch → subtotal → discount → tax → publish. The two steps in the middle
-/// only compute, so they are plain closures.
-fn build() -> Result<Flow<Books>> {
+/// only compute, so they are plain functions; the others await a service.
+fn flow() -> Flow<Books> {
     let mut flow = Flow::new();
-    let fetch = flow.add("fetch", Fetch);
-    let subtotal = flow.add(
-        "subtotal",
-        node_fn(|books: &mut Books, _| {
-            books.subtotals.clear();
-            for order in &books.orders {
-                *books.subtotals.entry(order.customer.clone()).or_default() +=
-                    order.quantity * order.unit_cents;
-            }
-            println!("  subtotal  {}", amounts(&books.subtotals));
-            Ok(Action::DEFAULT)
-        }),
-    );
-    let discount = flow.add(
-        "discount",
-        node_fn(|books: &mut Books, _| {
-            let off =
-                |cents| if cents >= DISCOUNT_FROM { percent(cents, DISCOUNT_PERCENT) } else { 0 };
-            books.discounted = books
-                .subtotals
-                .iter()
-                .map(|(who, &cents)| (who.clone(), cents - off(cents)))
-                .collect();
-            println!("  discount  {}", amounts(&books.discounted));
-            Ok(Action::DEFAULT)
-        }),
-    );
-    let tax = flow.add("tax", Tax);
-    let publish = flow.add("publish", Publish);
-    flow.then(fetch, subtotal);
-    flow.then(subtotal, discount);
-    flow.then(discount, tax);
-    flow.then(tax, publish);
-    Ok(flow)
-}
-
-/// Saves a checkpoint so that a crash at any moment leaves either the old file or the new
-/// one, never half of one: write a temporary file, flush it to the disk, then rename it over
-/// the old one (a rename within one directory is atomic).
-///
-/// The checkpoint hook is synchronous and the run waits for it, on the executor's thread.
-/// A small local file is fine there; a service that saves to a slow disk or over the network
-/// would rather hand the store to a writer task (through a channel) and keep the hook quick.
-fn save(path: &Path, books: &Books, next: &str) -> Result<()> {
-    let checkpoint = Checkpoint { next: next.to_string(), books: books.clone() };
-    let temp = path.with_extension("json.tmp");
-    let mut file = fs::File::create(&temp)?;
-    file.write_all(&serde_json::to_vec_pretty(&checkpoint)?)?;
-    file.sync_all()?;
-    fs::rename(&temp, path)?;
-    Ok(())
-}
-
-fn load(path: &Path) -> Result<Checkpoint> {
-    let text = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(serde_json::from_slice(&text)?)
-}
-
-/// An observer that notes the name of every node that finishes, to show which ran.
-#[derive(Default)]
-struct Finished(Mutex<Vec<String>>);
-
-impl Observer for Finished {
-    fn event(&self, event: &Event<'_>) {
-        if let Event::NodeEnd { node, .. } = event {
-            self.0.lock().unwrap().push(node.to_string());
-        }
-    }
-}
-
-impl Finished {
-    fn names(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
+    let steps = [
+        flow.add("fetch", fetch()),
+        flow.add("subtotal", node_fn(subtotal)),
+        flow.add("discount", node_fn(discount)),
+        flow.add("tax", tax()),
+        flow.add("publish", publish()),
+    ];
+    flow.chain(&steps);
+    flow
 }
 
 fn main() -> support::Main {
-    let flow = build()?;
+    let flow = flow();
     let path = std::env::temp_dir().join(format!("miniflow-durable-{}.json", std::process::id()));
     let new_books = || Books { month: "2024-06".to_string(), ..Books::default() };
 
     // Run 1: the reference, straight through.
     println!("run 1: straight through");
-    let mut reference = new_books();
-    let finished = Finished::default();
+    let (mut reference, finished) = (new_books(), Finished::default());
     smol::block_on(flow.run_with(&mut reference, RunOptions::new().observer(&finished)))?;
     let all_nodes = finished.names();
     println!("  nodes run: {}", all_nodes.join(", "));
 
     // Run 2: the same, saving a checkpoint after every node, and losing power after the
-    // third. A power cut gives a program no chance to react: no error comes back, no clean-up
-    // runs, everything in memory is lost. Inside one process the nearest thing is to drop the
-    // run's future: the run stops at the `.await` it is waiting at — inside `tax`, which waits
-    // for the tax service — and none of its code runs again, not even the rest of that node.
-    // (A real cut can also land in a `post`, or between a `post` and its checkpoint; resuming
-    // handles that the same way, from the checkpoint before, so that node runs again.)
-    // `select` drives the run until the checkpoint hook fires a one-shot channel, then hands
-    // back the unfinished run, which we drop.
+    // third. A power cut leaves no chance to react, and everything in memory is lost; in one
+    // process the nearest thing is to drop the run's future. The run stops at the `.await` it
+    // is at (in `tax`, waiting for the tax service), and none of its code runs again. (A real
+    // cut can also land in a `post`; resuming from the checkpoint before redoes that node.)
+    // `select` drives the run until the hook fires a one-shot channel, then hands it back.
     println!("\nrun 2: saving a checkpoint after every node; the power goes out after the third");
     println!("(checkpoints go to {})", path.display());
     let (cut_power, power_cut) = oneshot::channel::<()>();
-    let mut cut_power = Some(cut_power);
-    let mut saved = 0;
-    let finished = Finished::default();
-    let mut books = new_books();
+    let (mut cut_power, mut saved) = (Some(cut_power), 0);
+    let (mut books, finished) = (new_books(), Finished::default());
     let options = RunOptions::new().observer(&finished).checkpoint(|books: &Books, next: &str| {
         // A save that fails stops the run (`FlowError::Checkpoint`): a durable run must not
         // go on past a node whose result could not be saved.
-        save(&path, books, next)?;
+        billing::save(&path, books, next)?;
         saved += 1;
         println!("  -- checkpoint {saved} saved: `{next}` runs next");
         if saved == 3 {
@@ -299,13 +91,13 @@ fn main() -> support::Main {
     // Run 3: the program starts again, finds the checkpoint, and resumes. It has nothing but
     // the file: the store as the last finished node left it, and the name of the next node.
     println!("\nrun 3: a fresh start that finds the checkpoint");
-    let Checkpoint { next, mut books } = load(&path)?;
+    let Checkpoint { next, store: mut books } = billing::load::<Books>(&path)?;
     println!("  loaded the checkpoint: resuming at `{next}`");
     let finished = Finished::default();
     let options = RunOptions::new()
         .observer(&finished)
         .start_at(&next)
-        .checkpoint(|books, next| save(&path, books, next));
+        .checkpoint(|books, next| billing::save(&path, books, next));
     smol::block_on(flow.run_with(&mut books, options))?;
     let after_cut = finished.names();
     println!("  nodes run: {}", after_cut.join(", "));
@@ -323,21 +115,84 @@ fn main() -> support::Main {
     Ok(())
 }
 
-/// `percent` % of `cents`, rounded to the nearest cent (halves up).
-fn percent(cents: u64, percent: u64) -> u64 {
-    (cents * percent + 50) / 100
+/// The shared store. Everything a later node needs must be in here, because after a crash
+/// this is all that is left: it derives `Serialize` and `Deserialize` to go into the file.
+/// Amounts are in cents, by customer (a `BTreeMap`, so the order is always the same).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct Books {
+    month: String,
+    orders: Vec<Order>,
+    subtotals: BTreeMap<String, u64>,
+    discounted: BTreeMap<String, u64>,
+    invoices: BTreeMap<String, u64>, // with VAT: what each invoice says
+    receipt: Option<String>,         // the accounting service's, for the published invoices
 }
 
-/// Cents as "123.45".
-fn money(cents: u64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
+/// Downloads the month's orders from the shop.
+fn fetch() -> impl Node<Books> {
+    exec_fn(
+        |books: &Books, _| Ok(books.month.clone()),
+        |month| async move {
+            miniflow::sleep(NETWORK).await; // a call to the shop's API in real life
+            billing::orders(&month)
+        },
+        |books, orders: Vec<Order>| {
+            println!("  fetch     {} orders", orders.len());
+            books.orders = orders;
+            Ok(Action::DEFAULT)
+        },
+    )
 }
 
-/// Each customer's amount: "ada 102.00, bob 66.50".
-fn amounts(bills: &BTreeMap<String, u64>) -> String {
-    bills
-        .iter()
-        .map(|(who, &cents)| format!("{who} {}", money(cents)))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Adds up what each customer ordered.
+fn subtotal(books: &mut Books, _: &Params) -> Result<Action> {
+    books.subtotals = billing::subtotals(&books.orders);
+    println!("  subtotal  {}", billing::amounts(&books.subtotals));
+    Ok(Action::DEFAULT)
+}
+
+/// Takes the volume discount off each subtotal.
+fn discount(books: &mut Books, _: &Params) -> Result<Action> {
+    books.discounted = billing::discounted(&books.subtotals);
+    println!("  discount  {}", billing::amounts(&books.discounted));
+    Ok(Action::DEFAULT)
+}
+
+/// Asks the tax service for the VAT rate and adds VAT to every bill.
+fn tax() -> impl Node<Books> {
+    exec_fn(
+        |books: &Books, _| Ok(books.discounted.clone()),
+        |bills| async move {
+            println!("  tax       asking the tax service for the VAT rate...");
+            miniflow::sleep(NETWORK).await; // the service answers with the rate
+            Ok(billing::with_vat(&bills, billing::VAT_PERCENT))
+        },
+        |books, invoices: BTreeMap<String, u64>| {
+            println!("  tax       {}", billing::amounts(&invoices));
+            books.invoices = invoices;
+            Ok(Action::DEFAULT)
+        },
+    )
+}
+
+/// Sends the invoices to the accounting service.
+///
+/// This is the one step with an effect outside the store. If the power goes out after the
+/// service has the invoices but before `post` has run, the resumed run sends them again; a
+/// real service would be told an idempotency key (the month would do) so that it ignores
+/// the repeat.
+fn publish() -> impl Node<Books> {
+    exec_fn(
+        |books: &Books, _| Ok((books.month.clone(), books.invoices.clone())),
+        |(month, invoices)| async move {
+            miniflow::sleep(NETWORK).await;
+            let total: u64 = invoices.values().sum();
+            Ok(format!("{month}: {} invoices, {} in all", invoices.len(), billing::money(total)))
+        },
+        |books, receipt: String| {
+            println!("  publish   {receipt}");
+            books.receipt = Some(receipt);
+            Ok(Action::DEFAULT)
+        },
+    )
 }

@@ -40,6 +40,7 @@
 #![allow(dead_code)] // each example uses its own part of this module
 
 pub mod bees;
+pub mod billing;
 pub mod chat;
 pub mod circuit_breaker;
 pub mod game;
