@@ -51,6 +51,7 @@ pub mod oracle;
 pub mod research;
 pub mod resumes;
 pub mod school;
+pub mod songwriting;
 pub mod text;
 pub mod trace;
 pub mod translations;
