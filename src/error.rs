@@ -157,9 +157,12 @@ pub enum FlowError {
         node: String,
         /// The param's key.
         key: String,
-        /// The type the node asked for: `"a string"`, `"an integer"`, `"a float"`, `"a bool"`.
+        /// The type the node asked for, as [`FromValue::EXPECTED`](crate::FromValue::EXPECTED)
+        /// says it: `"a string"`, `"an integer"`, `"a non-negative integer"` (`usize`, `u64`),
+        /// `"an integer that fits an i32"`, `"a float"`, `"a bool"`.
         expected: &'static str,
-        /// The type the param has, or `None` when it is missing.
+        /// The type the param has (`"a string"`, `"an integer"`, `"a negative integer"`,
+        /// `"a float"`, `"a bool"`), or `None` when it is missing.
         found: Option<&'static str>,
     },
     /// A flow cannot run as it was built, or a node's settings are out of range.

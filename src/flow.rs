@@ -140,7 +140,8 @@ impl<S> Flow<S> {
         N: IntoNode<S, M>,
     {
         let full = std::any::type_name::<N>();
-        let inner = full.strip_prefix("alloc::sync::Arc<").unwrap_or(full);
+        let arc = full.strip_prefix("alloc::sync::Arc<").and_then(|t| t.strip_suffix('>'));
+        let inner = arc.unwrap_or(full);
         let path = inner.split('<').next().unwrap_or(inner);
         let mut flow = Flow::new();
         flow.add(path.rsplit("::").next().unwrap_or(path).replace(['[', ']'], ""), node);

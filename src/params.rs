@@ -75,7 +75,8 @@ macro_rules! value_from_unsigned {
 value_from_unsigned!(u64, usize);
 
 /// A type a param can be read as, with [`Params::get_as`] and [`Params::get_or`]: `&str`,
-/// `i64`, `usize`, `u64`, `f64` and `bool`. A value is read as the type it was set with (an
+/// `i64`, `i32` (what a bare literal such as the `1` of `get_or("k", 1)` is), `usize`, `u64`,
+/// `f64` and `bool`. A value is read as the type it was set with (an
 /// integer is not a float, a string of digits is not an integer); `usize` and `u64` take the
 /// integers from 0 up.
 pub trait FromValue<'a>: Sized {
@@ -103,6 +104,7 @@ macro_rules! from_value {
 from_value! {
     &'a str: "a string", Str(s) => Some(s);
     i64: "an integer", Int(n) => Some(*n);
+    i32: "an integer that fits an i32", Int(n) => i32::try_from(*n).ok();
     usize: "a non-negative integer", Int(n) => usize::try_from(*n).ok();
     u64: "a non-negative integer", Int(n) => u64::try_from(*n).ok();
     f64: "a float", Float(x) => Some(*x);
@@ -261,6 +263,15 @@ impl Params {
     /// # Errors
     /// [`FlowError::Param`] when `key` is set to a value of another type or out of `T`'s
     /// range: a mistyped param is a mistake, not a missing one.
+    ///
+    /// ```
+    /// let params = miniflow::Params::new().with("multiplier", 3);
+    /// assert_eq!(params.get_or("multiplier", 1)?, 3);
+    /// assert_eq!(params.get_or("offset", 0)?, 0);
+    /// let error = params.get_or("multiplier", 1.5).unwrap_err(); // an integer is not a float
+    /// assert_eq!(error.to_string(), "param `multiplier` should be a float, but it is an integer");
+    /// # Ok::<(), miniflow::FlowError>(())
+    /// ```
     pub fn get_or<'a, T: FromValue<'a>>(&'a self, key: &str, default: T) -> Result<T, FlowError> {
         match self.get(key) {
             None => Ok(default),

@@ -126,8 +126,6 @@ where
     }
 }
 
-/// `work` (an attempt of `exec`, or `exec_fallback` if `fallback`), cut short with a
-/// [`TimedOut`] error if it runs past `limit`.
 /// Waits `duration`, on any executor: the timer the crate pauses between attempts with
 /// (async-io's, which runs its own driver thread when no other code drives it). For a pause
 /// in `exec` without adding a runtime's timer. `Duration::MAX` waits forever.
@@ -141,6 +139,8 @@ pub async fn sleep(duration: Duration) {
     Timer::after(duration).await;
 }
 
+/// `work` (an attempt of `exec`, or `exec_fallback` if `fallback`), cut short with a
+/// [`TimedOut`] error if it runs past `limit`.
 async fn timed<T>(
     work: impl Future<Output = Result<T, Error>>,
     limit: Option<Duration>,

@@ -261,9 +261,6 @@ fn flow_of_errors_name_the_node_by_its_type() {
 }
 
 #[test]
-#[ignore = "bug: Flow::of(Arc<T>) names the node `T>` (with a trailing `>`) when T has no generic \
-            arguments: `Double>`, not `Double` (src/flow.rs, Flow::of strips `alloc::sync::Arc<` \
-            but not the closing `>`)"]
 fn flow_of_an_arc_of_a_type_without_generics_is_named_after_the_type() {
     assert_eq!(format!("{:?}", Flow::<i64>::of(Arc::new(Double))), only("Double"));
     assert_eq!(format!("{:?}", Flow::<i64>::of(Arc::new(outer::inner::Deep))), only("Deep"));
@@ -1916,4 +1913,25 @@ fn pocketflow_retries_are_counted_by_ctx_attempt_and_the_fallback_takes_over_at_
         store,
         Attempts { seen: vec![], result: "fallback after attempt 1: attempt 1 of 2 failed".into() }
     );
+}
+
+#[test]
+fn get_as_i32_takes_the_integers_that_fit_and_a_bare_literal_default_is_one() {
+    let params = Params::new().with("small", -7).with("big", i64::MAX).with("text", "3");
+    assert_eq!(params.get_as::<i32>("small").unwrap(), -7);
+    let messages: Vec<String> = ["big", "text", "none"]
+        .iter()
+        .map(|key| params.get_as::<i32>(key).unwrap_err().to_string())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "param `big` should be an integer that fits an i32, but it is an integer",
+            "param `text` should be an integer that fits an i32, but it is a string",
+            "param `none` is missing; set it in the params the run or a batch flow passes down",
+        ]
+    );
+    // `1` has no other type to take here: it is an i32, which is what makes this compile.
+    assert_eq!(params.get_or("missing", 1).unwrap(), 1);
+    assert_eq!(params.get_or("small", 1).unwrap(), -7);
 }
