@@ -4,7 +4,8 @@ use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-/// The name of an edge: what a node's `post` returns to say where the flow goes next.
+/// The name of an edge: what a node's `post` returns to say where the flow goes next
+/// (PocketFlow's action string; its `post` returning `None` is `Ok(Action::DEFAULT)` here).
 ///
 /// An action is a string compared byte for byte (case matters; any UTF-8, including the empty
 /// string, is a valid action). [`Action::DEFAULT`] — the string `"default"` — is what

@@ -281,7 +281,8 @@ impl<'a> Ctx<'a> {
         Ctx { attempt: 0, max_retries: max_retries as u32, path, run: scope.run }
     }
 
-    /// The 0-based attempt number: 0 on the first call of `exec`, 1 on the first retry, …
+    /// The 0-based attempt number (PocketFlow's `cur_retry`): 0 on the first call of `exec`, 1
+    /// on the first retry, …
     /// In `exec_fallback`, the number of the attempt that failed last.
     ///
     /// For a batch node this counts the attempts of the current item alone.
@@ -375,7 +376,7 @@ impl<S: Send, N: Node<S> + 'static> IntoNode<S, marker::SharedLeaf> for Arc<N> {
 pub struct ExecFn<P, E, O>(P, E, O);
 
 /// Makes a node from three closures, one per phase, for a quick step whose `exec` awaits: a
-/// model call, a request, a pause.
+/// model call, a request, a pause (a quick PocketFlow `AsyncNode`).
 ///
 /// - `prep(&store, &params)` reads what `exec` needs and returns it (any `Clone` value);
 /// - `exec(input)` gets a clone of that value and returns a future: each attempt (see

@@ -130,7 +130,9 @@ enum Entries {
 /// Where the shared store is the run's "heap" (results that nodes write for later nodes),
 /// params are its "stack": who am I working for. A [`BatchFlow`](crate::BatchFlow) runs its
 /// inner flow once per `Params` its prep returns, each merged over the params it inherited;
-/// nested flows pass theirs on unchanged; a node reads them in `prep`.
+/// nested flows pass theirs on unchanged; a node reads them in `prep`. They replace
+/// PocketFlow's `self.params` and `set_params`, typed: [`get_or`](Params::get_or) is its
+/// `params.get(key, default)`.
 ///
 /// Cloning is cheap and never allocates (the entries are shared, or one entry is copied
 /// inline), and an empty `Params` allocates nothing. Keys are unique: setting a key again
