@@ -105,8 +105,8 @@ impl Node<Research> for Decide {
 fn search() -> impl Node<Research> {
     exec_fn(
         |store: &Research, _: &Params| store.next_query.clone().ok_or_else(|| "no query".into()),
-        |query| async move { Ok((research::search(&query, 2), query)) }, // HTTP in real life
-        |store: &mut Research, (mut found, query): (Vec<&'static Doc>, String)| {
+        |query| async move { Ok(research::search(&query, 2)) }, // HTTP in real life
+        |store: &mut Research, query, mut found: Vec<&'static Doc>| {
             let titles: Vec<&str> = found.iter().map(|doc| doc.title).collect();
             println!("search: {query:?} found {}", titles.join(", "));
             found.retain(|doc| !store.notes.contains(doc)); // keep each document once

@@ -136,7 +136,7 @@ fn fetch() -> impl Node<Books> {
             miniflow::sleep(NETWORK).await; // a call to the shop's API in real life
             billing::orders(&month)
         },
-        |books, orders: Vec<Order>| {
+        |books, _, orders: Vec<Order>| {
             println!("  fetch     {} orders", orders.len());
             books.orders = orders;
             Ok(Action::DEFAULT)
@@ -167,7 +167,7 @@ fn tax() -> impl Node<Books> {
             miniflow::sleep(NETWORK).await; // the service answers with the rate
             Ok(billing::with_vat(&bills, billing::VAT_PERCENT))
         },
-        |books, invoices: BTreeMap<String, u64>| {
+        |books, _, invoices: BTreeMap<String, u64>| {
             println!("  tax       {}", billing::amounts(&invoices));
             books.invoices = invoices;
             Ok(Action::DEFAULT)
@@ -189,7 +189,7 @@ fn publish() -> impl Node<Books> {
             let total: u64 = invoices.values().sum();
             Ok(format!("{month}: {} invoices, {} in all", invoices.len(), billing::money(total)))
         },
-        |books, receipt: String| {
+        |books, _, receipt: String| {
             println!("  publish   {receipt}");
             books.receipt = Some(receipt);
             Ok(Action::DEFAULT)

@@ -120,7 +120,7 @@ fn receive<S, T: Send + 'static>(
     exec_fn(
         move |store: &S, _| Ok(inbox(store).clone()), // a cheap handle, like a Sender
         |inbox| async move { inbox.recv().await.map_err(|_| Error::from("the other agent left")) },
-        post,
+        move |store, _, message| post(store, message),
     )
 }
 
@@ -156,7 +156,7 @@ fn announce() -> impl Node<Hinter> {
             to_guesser.send(if won { Turn::Won } else { Turn::Lost { secret } }).await?;
             Ok(if won { ("yes!", "won") } else { ("out of rounds;", "lost") })
         },
-        |store: &mut Hinter, (how, action)| {
+        |store: &mut Hinter, _, (how, action)| {
             println!("hinter  > {how} the word was {:?}", store.secret);
             Ok(action.into())
         },

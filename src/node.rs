@@ -381,7 +381,8 @@ pub struct ExecFn<P, E, O>(P, E, O);
 /// - `prep(&store, &params)` reads what `exec` needs and returns it (any `Clone` value);
 /// - `exec(input)` gets a clone of that value and returns a future: each attempt (see
 ///   [`Node::max_retries`], which is 1 here) gets a clone of its own, so the future can own it;
-/// - `post(&mut store, output)` writes the output and returns the action.
+/// - `post(&mut store, input, output)` gets the prep value back with the output (as
+///   [`Node::post`] does), writes the results and returns the action.
 ///
 /// It is a [`Node`] with the default settings (one attempt, no timeout, no fallback). For
 /// retries, a fallback, or [`Ctx`] (the attempt number, [`Ctx::emit`]), implement [`Node`].
@@ -399,7 +400,7 @@ pub struct ExecFn<P, E, O>(P, E, O);
 ///         miniflow::sleep(Duration::from_millis(1)).await; // a model would answer here
 ///         Ok(format!("you asked {question:?}"))
 ///     },
-///     |s, answer| {
+///     |s, _question, answer| {
 ///         s.answer = answer;
 ///         Ok(Action::DEFAULT)
 ///     },
@@ -414,7 +415,7 @@ where
     P: Fn(&S, &Params) -> Result<I> + Send + Sync,
     E: Fn(I) -> F + Send + Sync,
     F: Future<Output = Result<T>> + Send,
-    O: Fn(&mut S, T) -> Result<Action> + Send + Sync,
+    O: Fn(&mut S, I, T) -> Result<Action> + Send + Sync,
     I: Clone + Send + Sync,
     T: Send,
 {
@@ -426,7 +427,7 @@ where
     P: Fn(&S, &Params) -> Result<I> + Send + Sync,
     E: Fn(I) -> F + Send + Sync,
     F: Future<Output = Result<T>> + Send,
-    O: Fn(&mut S, T) -> Result<Action> + Send + Sync,
+    O: Fn(&mut S, I, T) -> Result<Action> + Send + Sync,
     I: Clone + Send + Sync,
     T: Send,
 {
@@ -441,8 +442,8 @@ where
         (self.1)(input.clone())
     }
 
-    fn post(&self, store: &mut S, _: I, output: T) -> Result<Action> {
-        (self.2)(store, output)
+    fn post(&self, store: &mut S, input: I, output: T) -> Result<Action> {
+        (self.2)(store, input, output)
     }
 }
 
@@ -459,7 +460,7 @@ impl<P, E, O> fmt::Debug for ExecFn<P, E, O> {
 /// reported as failing in [`Phase::Post`] (a missing param is still a [`FlowError::Param`](crate::FlowError::Param)).
 /// The node has no `exec` to speak of and is never retried: for a step that awaits, see
 /// [`exec_fn`] or implement [`Node`]. It is an [`exec_fn`] whose `prep` passes the params on
-/// and whose `exec` hands them to `post` at once.
+/// to `post` and whose `exec` does nothing.
 ///
 /// ```
 /// use miniflow::{Action, Flow, node_fn};
@@ -487,5 +488,5 @@ where
     F: Fn(&mut S, &Params) -> Result<Action> + Send + Sync,
 {
     let prep = |_: &S, params: &Params| Ok(params.clone());
-    exec_fn(prep, |params| future::ready(Ok(params)), move |s, params| f(s, &params))
+    exec_fn(prep, |_| future::ready(Ok(())), move |s, params, ()| f(s, &params))
 }

@@ -226,7 +226,7 @@ fn flow_of_names_the_node_after_its_type_without_path_or_generics() {
     let quick = exec_fn(
         |n: &i64, _: &Params| Ok(*n),
         |n| async move { Ok::<i64, Error>(n) },
-        |n: &mut i64, m| {
+        |n: &mut i64, _, m| {
             *n = m;
             Ok(Action::DEFAULT)
         },
@@ -494,7 +494,7 @@ fn exec_fn_runs_prep_then_an_awaiting_exec_then_post() {
                 Ok::<_, Error>(n * 10)
             }
         },
-        move |n: &mut i64, out: i64| {
+        move |n: &mut i64, _, out: i64| {
             o.lock().unwrap().push(format!("post {out}"));
             *n = out;
             Ok(if out > 100 { "big" } else { "small" }.into())
@@ -535,7 +535,7 @@ fn exec_fn_gives_exec_one_clone_of_the_prep_value_per_attempt() {
     let node = exec_fn(
         move |n: &i64, _: &Params| Ok(Counted { clones: Arc::clone(&made), n: *n }),
         |input: Counted| async move { Ok::<_, Error>(input.n + 1) },
-        |n: &mut i64, out: i64| {
+        |n: &mut i64, _, out: i64| {
             *n = out;
             Ok(Action::DEFAULT)
         },
@@ -559,7 +559,7 @@ fn exec_fn_makes_one_attempt_and_reports_each_phase_failing() {
             counted.fetch_add(1, SeqCst);
             async move { if n == 0 { Err(failure("zero")) } else { Ok(n) } }
         },
-        |n: &mut i64, out: i64| {
+        |n: &mut i64, _, out: i64| {
             if out > 10 {
                 return Err("too big to store".into());
             }
@@ -600,7 +600,7 @@ fn exec_fn_is_clone_and_debug_and_its_clones_run_apart() {
             Ok(format!("{} after {}", params.get_as::<&str>("who")?, log.len()))
         },
         |text: String| async move { Ok::<_, Error>(text) },
-        |log: &mut Vec<String>, text: String| {
+        |log: &mut Vec<String>, _, text: String| {
             log.push(text);
             Ok(Action::DEFAULT)
         },
@@ -1376,7 +1376,7 @@ fn napping_flow() -> Flow<Vec<String>> {
                 miniflow::sleep(Duration::from_millis(ms)).await;
                 Ok::<_, Error>(format!("{name} after {seen}"))
             },
-            |log: &mut Vec<String>, entry: String| {
+            |log: &mut Vec<String>, _, entry: String| {
                 log.push(entry);
                 Ok(Action::DEFAULT)
             },
@@ -1737,7 +1737,7 @@ fn multiply_each() -> Flow<Jobs> {
         |(key, input, multiplier): (String, i64, i64)| async move {
             Ok::<_, Error>((key, input * multiplier))
         },
-        |jobs: &mut Jobs, (key, result): (String, i64)| {
+        |jobs: &mut Jobs, _, (key, result): (String, i64)| {
             jobs.results.insert(key, result);
             Ok(Action::DEFAULT)
         },
@@ -1789,7 +1789,7 @@ fn pocketflow_a_flow_of_quick_async_nodes_that_await_a_sleep() {
             miniflow::sleep(Duration::from_millis(2)).await;
             Ok::<_, Error>(n)
         },
-        |s: &mut Numbers, n: i64| {
+        |s: &mut Numbers, _, n: i64| {
             s.current = n;
             s.log.push(format!("fetched {n}"));
             Ok("fetched".into())
@@ -1801,7 +1801,7 @@ fn pocketflow_a_flow_of_quick_async_nodes_that_await_a_sleep() {
             miniflow::sleep(Duration::from_millis(1)).await;
             Ok::<_, Error>(n + 1)
         },
-        |s: &mut Numbers, n: i64| {
+        |s: &mut Numbers, _, n: i64| {
             s.current = n;
             s.log.push(format!("incremented to {n}"));
             Ok("done".into())
@@ -1934,4 +1934,19 @@ fn get_as_i32_takes_the_integers_that_fit_and_a_bare_literal_default_is_one() {
     // `1` has no other type to take here: it is an i32, which is what makes this compile.
     assert_eq!(params.get_or("missing", 1).unwrap(), 1);
     assert_eq!(params.get_or("small", 1).unwrap(), -7);
+}
+
+#[test]
+fn exec_fn_hands_post_the_prep_value_beside_the_output() {
+    let node = exec_fn(
+        |words: &Vec<String>, _: &Params| Ok(words.len()),
+        |count: usize| async move { Ok::<_, Error>(count * 10) },
+        |words: &mut Vec<String>, count: usize, tens: usize| {
+            words.push(format!("{count} words, {tens} tens"));
+            Ok(Action::DEFAULT)
+        },
+    );
+    let mut words = vec!["a".to_string(), "b".to_string()];
+    futures::executor::block_on(Flow::of(node).run(&mut words)).unwrap();
+    assert_eq!(words, ["a", "b", "2 words, 20 tens"]);
 }
