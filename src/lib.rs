@@ -552,7 +552,7 @@ pub use batch::BatchNode;
 pub use error::{Error, FlowError, Phase, Result};
 pub use fan::{BatchAsyncFlow, BatchFlow, Parallel};
 pub use flow::{Flow, NodeId, RunOptions};
-pub use node::{Ctx, ExecFn, Node, exec_fn, node_fn};
+pub use node::{Ctx, ExecFn, Node, NodeFn, exec_fn, node_fn};
 pub use observe::{Event, Observer};
 pub use params::{FromValue, Params, Value};
 pub use retry::{Backoff, MAX_ATTEMPTS, TimedOut, sleep};

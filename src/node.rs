@@ -1,7 +1,7 @@
 //! [`Node`]: the three-phase step every flow is made of, and [`node_fn`] for quick ones.
 
 use std::fmt;
-use std::future::{self, Future};
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -453,14 +453,17 @@ impl<P, E, O> fmt::Debug for ExecFn<P, E, O> {
     }
 }
 
-/// Makes a node from one closure that gets the store and the params and returns the action:
+/// A node made of one synchronous closure: see [`node_fn`].
+#[derive(Clone)]
+pub struct NodeFn<F>(F);
+
+/// Makes a node from a closure that gets the store and the params and returns the action:
 /// for glue steps that only move data around or decide where to go.
 ///
 /// The closure runs as the node's `post` (synchronous, `&mut S`), so an error it returns is
 /// reported as failing in [`Phase::Post`] (a missing param is still a [`FlowError::Param`](crate::FlowError::Param)).
 /// The node has no `exec` to speak of and is never retried: for a step that awaits, see
-/// [`exec_fn`] or implement [`Node`]. It is an [`exec_fn`] whose `prep` passes the params on
-/// to `post` and whose `exec` does nothing.
+/// [`exec_fn`] or implement [`Node`].
 ///
 /// ```
 /// use miniflow::{Action, Flow, node_fn};
@@ -483,10 +486,35 @@ impl<P, E, O> fmt::Debug for ExecFn<P, E, O> {
 /// assert_eq!((n, last.as_str()), (12, "done"));
 /// # Ok::<(), miniflow::Error>(())
 /// ```
-pub fn node_fn<S, F>(f: F) -> impl Node<S> + fmt::Debug
+pub fn node_fn<S, F>(f: F) -> NodeFn<F>
 where
     F: Fn(&mut S, &Params) -> Result<Action> + Send + Sync,
 {
-    let prep = |_: &S, params: &Params| Ok(params.clone());
-    exec_fn(prep, |_| future::ready(Ok(())), move |s, params, ()| f(s, &params))
+    NodeFn(f)
+}
+
+impl<S, F> Node<S> for NodeFn<F>
+where
+    F: Fn(&mut S, &Params) -> Result<Action> + Send + Sync,
+{
+    type Prep = Params;
+    type Output = ();
+
+    fn prep(&self, _: &S, params: &Params) -> Result<Params> {
+        Ok(params.clone())
+    }
+
+    async fn exec(&self, _: &Params, _: Ctx<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn post(&self, store: &mut S, params: Params, _: ()) -> Result<Action> {
+        (self.0)(store, &params)
+    }
+}
+
+impl<F> fmt::Debug for NodeFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeFn").finish_non_exhaustive()
+    }
 }

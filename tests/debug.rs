@@ -1,5 +1,5 @@
 //! What the public types print: the exact `Debug` of every public type a user may hold or log
-//! (`Params`, `Value`, `RunOptions`, `Flow`, `NodeId`, `ExecFn`, `Parallel`, `BatchFlow`,
+//! (`Params`, `Value`, `RunOptions`, `Flow`, `NodeId`, `NodeFn`, `ExecFn`, `Parallel`, `BatchFlow`,
 //! `BatchAsyncFlow`, `Ctx`, `NodePath`, `Event`, `Backoff`, `Phase`, `FlowError`), and the exact
 //! `Display` of `NodePath`, `TimedOut`, `Phase` and of every kind of `Event`, one line each,
 //! with "attempt" in the singular for one attempt and the plural otherwise. The lints demand a
@@ -73,7 +73,7 @@ fn flows_and_their_node_ids_debug_as_their_names_and_start() {
 
 #[test]
 fn node_fn_debug_names_the_type_and_hides_the_closure() {
-    assert_eq!(format!("{:?}", node_fn(|_: &mut u32, _| Ok(Action::DEFAULT))), "ExecFn { .. }");
+    assert_eq!(format!("{:?}", node_fn(|_: &mut u32, _| Ok(Action::DEFAULT))), "NodeFn { .. }");
 }
 
 #[test]

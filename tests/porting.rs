@@ -222,7 +222,7 @@ fn flow_of_names_the_node_after_its_type_without_path_or_generics() {
     assert_eq!(format!("{:?}", Flow::of(batch)), only("BatchAsyncFlow"));
     assert_eq!(format!("{:?}", Flow::of(Parallel::<i64>::new())), only("Parallel"));
     let glue = node_fn(|_: &mut i64, _: &Params| Ok(Action::DEFAULT));
-    assert_eq!(format!("{:?}", Flow::of(glue)), only("ExecFn"));
+    assert_eq!(format!("{:?}", Flow::of(glue)), only("NodeFn"));
     let quick = exec_fn(
         |n: &i64, _: &Params| Ok(*n),
         |n| async move { Ok::<i64, Error>(n) },
@@ -623,7 +623,7 @@ fn exec_fn_is_clone_and_debug_and_its_clones_run_apart() {
 }
 
 #[test]
-fn node_fn_is_an_exec_fn_whose_closure_runs_as_post() {
+fn node_fn_runs_its_closure_as_post() {
     let glue = node_fn(|n: &mut i64, params: &Params| {
         let step = params.get_as::<i64>("step")?;
         if step == 0 {
@@ -632,7 +632,7 @@ fn node_fn_is_an_exec_fn_whose_closure_runs_as_post() {
         *n += step;
         Ok(if *n > 10 { "done" } else { "more" }.into())
     });
-    assert_eq!(format!("{glue:?}"), "ExecFn { .. }");
+    assert_eq!(format!("{glue:?}"), "NodeFn { .. }");
 
     let mut flow = Flow::new();
     let add = flow.add("add", glue);
@@ -1949,4 +1949,44 @@ fn exec_fn_hands_post_the_prep_value_beside_the_output() {
     let mut words = vec!["a".to_string(), "b".to_string()];
     futures::executor::block_on(Flow::of(node).run(&mut words)).unwrap();
     assert_eq!(words, ["a", "b", "2 words, 20 tens"]);
+}
+
+/// A store that borrows its input: the FAQ says nodes and flat flows work with any `Send`
+/// store, quick nodes included.
+struct Borrowed<'a> {
+    text: &'a str,
+    words: Vec<&'a str>,
+    count: usize,
+}
+
+fn count_words(text: &str) -> (Vec<&str>, usize) {
+    let mut flow = Flow::new();
+    let split = flow.add(
+        "split",
+        node_fn(|s: &mut Borrowed<'_>, _: &Params| {
+            s.words = s.text.split_whitespace().collect();
+            Ok(Action::DEFAULT)
+        }),
+    );
+    let count = flow.add(
+        "count",
+        exec_fn(
+            |s: &Borrowed<'_>, _: &Params| Ok(s.words.len()),
+            |n: usize| async move { Ok::<_, Error>(n) },
+            |s: &mut Borrowed<'_>, _, n: usize| {
+                s.count = n;
+                Ok(Action::DEFAULT)
+            },
+        ),
+    );
+    flow.then(split, count);
+    let mut store = Borrowed { text, words: Vec::new(), count: 0 };
+    futures::executor::block_on(flow.run(&mut store)).unwrap();
+    (store.words, store.count)
+}
+
+#[test]
+fn quick_nodes_run_over_a_store_that_borrows() {
+    let text = String::from("a borrowed  store\tof words");
+    assert_eq!(count_words(&text), (vec!["a", "borrowed", "store", "of", "words"], 5));
 }

@@ -9,8 +9,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use miniflow::{
-    Action, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Flow, FlowError, Node, NodeId, Params,
-    Phase, Result, Value, node_fn,
+    Action, BatchAsyncFlow, BatchFlow, BatchNode, Ctx, Flow, FlowError, Node, NodeFn, NodeId,
+    Params, Phase, Result, Value, node_fn,
 };
 
 fn assert_send<T: Send>() {}
@@ -200,6 +200,7 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<Phase>();
     assert_send_sync::<NodeId>();
     assert_send_sync::<Ctx<'static>>();
+    assert_send_sync::<NodeFn<fn(&mut Plain, &Params) -> Result<Action>>>();
     let closure = node_fn(|s: &mut Plain, _: &Params| {
         s.log.push("closure".into());
         Ok(Action::DEFAULT)
