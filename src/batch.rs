@@ -166,12 +166,14 @@ impl<S: Send, P: Deref<Target: BatchNode<S>> + Send + Sync> run::Leaf<S> for Bat
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<S: Send, B: BatchNode<S> + 'static> IntoNode<S, marker::Batch> for B {
     fn into_step(self) -> Step<S> {
         Step::Leaf(Box::new(Batch(Own(self))), true)
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<S: Send, B: BatchNode<S> + 'static> IntoNode<S, marker::SharedBatch> for Arc<B> {
     fn into_step(self) -> Step<S> {
         Step::Leaf(Box::new(Batch(self)), true)

@@ -340,6 +340,7 @@ fn in_flight(limit: usize) -> usize {
 
 macro_rules! fan_types {
     ($($ty:ident),*) => {$(
+        #[diagnostic::do_not_recommend]
         impl<S: Send + 'static> IntoNode<S, marker::Nested> for $ty<S> {
             fn into_step(self) -> Step<S> {
                 Step::Fan(Box::new(self.0))

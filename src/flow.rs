@@ -718,6 +718,7 @@ impl<S> fmt::Debug for RunOptions<'_, S> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<S: Send + 'static> IntoNode<S, marker::Nested> for Flow<S> {
     fn into_step(self) -> Step<S> {
         Step::Flow(Box::new(self))

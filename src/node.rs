@@ -359,12 +359,14 @@ impl<S: Send, P: Deref<Target: Node<S>> + Send + Sync> run::Leaf<S> for Leaf<P> 
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<S: Send, N: Node<S> + 'static> IntoNode<S, marker::Leaf> for N {
     fn into_step(self) -> Step<S> {
         Step::Leaf(Box::new(Leaf(Own(self))), false)
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<S: Send, N: Node<S> + 'static> IntoNode<S, marker::SharedLeaf> for Arc<N> {
     fn into_step(self) -> Step<S> {
         Step::Leaf(Box::new(Leaf(self)), false)
