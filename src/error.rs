@@ -161,8 +161,8 @@ pub enum FlowError {
         /// says it: `"a string"`, `"an integer"`, `"a non-negative integer"` (`usize`, `u64`),
         /// `"an integer that fits an i32"`, `"a float"`, `"a bool"`.
         expected: &'static str,
-        /// The type the param has (`"a string"`, `"an integer"`, `"a negative integer"`,
-        /// `"a float"`, `"a bool"`), or `None` when it is missing.
+        /// The type the param has (`"a string"`, `"an integer"`, `"a negative integer"`, `"an
+        /// integer above i64::MAX"`, `"a float"`, `"a bool"`), or `None` when it is missing.
         found: Option<&'static str>,
     },
     /// A flow cannot run as it was built, or a node's settings are out of range.

@@ -8,16 +8,20 @@ use crate::FlowError;
 
 /// One param value: a string, an integer, a float or a bool.
 ///
-/// Made with `.into()` from `&str`, `String`, the integer types, `f32`, `f64` and `bool`; read
-/// back with the typed getters of [`Params`]. Integers are held as `i64`: a `usize` or `u64`
-/// above `i64::MAX` panics (see the `From` impls), so pass such a number as a string.
+/// Made with `.into()` from `&str`, `String`, the integer types up to `u64` and `usize`,
+/// `f32`, `f64` and `bool`; read back with the typed getters of [`Params`]. An integer is an
+/// `Int` when it fits an `i64`, and a `UInt` only above `i64::MAX` (a `u64` hash, say), so
+/// that equal numbers are equal values however they were made.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Value {
     /// A string (cloning it is cheap: the text is shared).
     Str(Arc<str>),
-    /// An integer.
+    /// An integer that fits an `i64`.
     Int(i64),
+    /// An integer above `i64::MAX`: what `From<u64>` and `From<usize>` make of those (smaller
+    /// ones are an [`Int`](Value::Int)). Read it back as a `u64` or `usize`.
+    UInt(u64),
     /// A floating-point number.
     Float(f64),
     /// A boolean.
@@ -32,6 +36,7 @@ impl Value {
             Value::Str(s) => ("a string", s),
             Value::Int(n) if *n < 0 => ("a negative integer", n),
             Value::Int(n) => ("an integer", n),
+            Value::UInt(n) => ("an integer above i64::MAX", n),
             Value::Float(x) => ("a float", x),
             Value::Bool(b) => ("a bool", b),
         }
@@ -62,12 +67,9 @@ value_from! {
 
 macro_rules! value_from_unsigned {
     ($($t:ty),*) => {$(
-        /// # Panics
-        /// When the number is above `i64::MAX`, which an integer param cannot hold.
         impl From<$t> for Value {
             fn from(n: $t) -> Self {
-                let too_large = |_| panic!("{n} is too large for a param (at most i64::MAX): pass it as a string");
-                Value::Int(i64::try_from(n).unwrap_or_else(too_large))
+                i64::try_from(n).map_or(Value::UInt(n as u64), Value::Int)
             }
         }
     )*};
@@ -88,13 +90,13 @@ pub trait FromValue<'a>: Sized {
 }
 
 macro_rules! from_value {
-    ($($t:ty: $expected:literal, $variant:ident($v:ident) => $out:expr;)*) => {$(
+    ($($t:ty: $expected:literal, $($value:pat => $out:expr),+;)*) => {$(
         impl<'a> FromValue<'a> for $t {
             const EXPECTED: &'static str = $expected;
 
             fn from_value(value: &'a Value) -> Option<Self> {
                 match value {
-                    Value::$variant($v) => $out,
+                    $($value => $out,)+
                     _ => None,
                 }
             }
@@ -102,13 +104,15 @@ macro_rules! from_value {
     )*};
 }
 from_value! {
-    &'a str: "a string", Str(s) => Some(s);
-    i64: "an integer", Int(n) => Some(*n);
-    i32: "an integer that fits an i32", Int(n) => i32::try_from(*n).ok();
-    usize: "a non-negative integer", Int(n) => usize::try_from(*n).ok();
-    u64: "a non-negative integer", Int(n) => u64::try_from(*n).ok();
-    f64: "a float", Float(x) => Some(*x);
-    bool: "a bool", Bool(b) => Some(*b);
+    &'a str: "a string", Value::Str(s) => Some(s);
+    i64: "an integer", Value::Int(n) => Some(*n);
+    i32: "an integer that fits an i32", Value::Int(n) => i32::try_from(*n).ok();
+    usize: "a non-negative integer", Value::Int(n) => usize::try_from(*n).ok(),
+        Value::UInt(n) => usize::try_from(*n).ok();
+    u64: "a non-negative integer", Value::Int(n) => u64::try_from(*n).ok(),
+        Value::UInt(n) => Some(*n);
+    f64: "a float", Value::Float(x) => Some(*x);
+    bool: "a bool", Value::Bool(b) => Some(*b);
 }
 
 type Entry = (Cow<'static, str>, Value);

@@ -893,18 +893,33 @@ fn usize_and_u64_values_are_integers() {
 }
 
 #[test]
-fn a_u64_or_usize_above_i64_max_panics_with_a_message() {
+fn a_u64_or_usize_above_i64_max_is_kept_whole_and_read_back_as_unsigned_only() {
+    let above = i64::MAX as u64 + 1;
+    assert_eq!(Value::from(u64::MAX), Value::UInt(u64::MAX));
+    assert_eq!(Value::from(above), Value::UInt(above));
+    assert_eq!(Value::from(usize::MAX), Value::UInt(usize::MAX as u64));
+    assert_eq!(Value::from(u64::MAX).to_string(), "18446744073709551615");
+    // Hashes are uniformly spread, so half of them are above i64::MAX: every one round-trips.
+    let hashes: Vec<u64> = (0..1_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    assert!(hashes.iter().filter(|&&h| h > i64::MAX as u64).count() > 400);
+    for &h in &hashes {
+        let params = Params::new().with("hash", h);
+        assert_eq!(params.get_as::<u64>("hash").unwrap(), h);
+        assert_eq!(params.get_or("hash", 0u64).unwrap(), h);
+    }
+    let params = Params::new().with("id", u64::MAX).with("size", usize::MAX);
+    assert_eq!(params.get_as::<usize>("size").unwrap(), usize::MAX);
     assert_eq!(
-        panics(|| Value::from(u64::MAX)),
-        "18446744073709551615 is too large for a param (at most i64::MAX): pass it as a string"
+        params.get_as::<i64>("id").unwrap_err().to_string(),
+        "param `id` should be an integer, but it is an integer above i64::MAX"
     );
     assert_eq!(
-        panics(|| Value::from(i64::MAX as u64 + 1)),
-        "9223372036854775808 is too large for a param (at most i64::MAX): pass it as a string"
+        params.get_as::<f64>("id").unwrap_err().to_string(),
+        "param `id` should be a float, but it is an integer above i64::MAX"
     );
     assert_eq!(
-        panics(|| Params::new().with("n", usize::MAX)),
-        format!("{} is too large for a param (at most i64::MAX): pass it as a string", usize::MAX)
+        format!("{params:?}"),
+        format!("{{\"id\": UInt({}), \"size\": UInt({})}}", u64::MAX, usize::MAX)
     );
 }
 
