@@ -294,19 +294,20 @@
 //! |---|---|
 //! | `Node` | [`Node`]: `prep(&S, &Params)`, `async exec(&Prep, Ctx)`, `post(&mut S, Prep, Output)` |
 //! | `AsyncNode` (`prep_async`, `exec_async`, `post_async`) | [`Node`] too: every `exec` is async. A quick one from closures: [`exec_fn`]; a synchronous glue step: [`node_fn`] |
-//! | `BatchNode` | [`BatchNode`] (items one after another, the default) |
-//! | `AsyncParallelBatchNode` | [`BatchNode`] whose [`max_in_flight`](BatchNode::max_in_flight) is above 1 |
+//! | `BatchNode`, `AsyncBatchNode` | [`BatchNode`] (items one after another, the default) |
+//! | `AsyncParallelBatchNode` (all items at once) | [`BatchNode`] whose [`max_in_flight`](BatchNode::max_in_flight) is `usize::MAX` (or a limit above 1) |
 //! | `Flow(start=a)`, `AsyncFlow` | [`Flow`]: the first node added is the start ([`Flow::set_start`] moves it); every flow is async |
 //! | `a >> b`, `a >> b >> c` | `flow.then(a, b)`, `flow.chain(&[a, b, c])` |
 //! | `a - "action" >> b` | `flow.edge(a, "action", b)`; an action that ends the flow: `flow.end(a, "action")` |
 //! | `BatchFlow` | [`BatchFlow`] |
+//! | a `Flow` subclass with its own `prep`/`post` | for a batch flow, the closures of [`BatchFlow::new`] and [`BatchFlow::post`]; for a plain flow, a node before it and a node after it, in the outer flow |
 //! | `AsyncBatchFlow` (sub-runs one after another) | [`BatchFlow`], **not** [`BatchAsyncFlow`] |
 //! | `AsyncParallelBatchFlow` (sub-runs at once) | [`BatchAsyncFlow`], with [`max_in_flight`](BatchAsyncFlow::max_in_flight) to bound them |
 //! | `node.run(shared)` | `Flow::of(node).run(&mut shared).await` ([`Flow::of`]) |
 //! | `max_retries`, `wait` | [`Node::max_retries`] (the same meaning: attempts in all); [`Node::wait`] decides per error: `Some(pause)` retries, `None` gives up |
 //! | `self.cur_retry` | [`Ctx::attempt`] in `exec` and `exec_fallback` (0 for the first attempt) |
 //! | `exec_fallback(prep_res, exc)` | [`Node::exec_fallback`]: its `Ok` value goes to `post` as `exec`'s would |
-//! | `self.params`, `flow.set_params(...)` | the `&Params` `prep` gets; [`RunOptions::params`]; a batch flow's prep returns one [`Params`] per sub-run |
+//! | `self.params`, `flow.set_params(...)` | the `&Params` `prep` gets (and a batch node's `post`): `exec` and a node's `post` see them only through what `prep` returns; [`RunOptions::params`] sets them for a run; a batch flow's prep returns one [`Params`] per sub-run. Values are strings, numbers and bools: a list goes in the store |
 //! | `self.params.get("k", 1)` | `params.get_or("k", 1)?` ([`Params::get_or`]) |
 //! | `post` returning `None` | `Ok(Action::DEFAULT)` |
 //! | a write to `shared` in `exec` | not possible: `exec` gets no store. Return the value and write it in `post`, so that a retried or concurrent `exec` never leaves the store half written |
