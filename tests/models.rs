@@ -307,6 +307,36 @@ fn a_stream_that_breaks_off_is_an_error_not_a_short_answer() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn timeouts_overloads_and_proxy_errors_are_worth_retrying() {
+    let statuses = [
+        ("408 Request Timeout", "408 Request Timeout"),
+        ("520 Unknown Error", "520"),
+        ("521 Web Server Is Down", "521"),
+        ("522 Connection Timed Out", "522"),
+        ("523 Origin Is Unreachable", "523"),
+        ("524 A Timeout Occurred", "524"),
+        ("529 Site Overloaded", "529"),
+    ];
+    let overloaded = r#"{"error":{"message":"Overloaded"}}"#;
+    let (url, _seen) =
+        serve(statuses.iter().map(|(s, _)| reply(s, overloaded.to_string())).collect());
+    let model = client(&url);
+    for (_, shown) in statuses {
+        let error = fail(&model);
+        // A status with no standard name is shown by its number alone.
+        assert_eq!(
+            error.to_string(),
+            format!("{url}/chat/completions answered {shown}: Overloaded")
+        );
+        assert_eq!((error.retry_after(), error.retryable()), (None, true), "{error}");
+        assert_backoff(decide(error.into()), 0);
+    }
+    let stand_in = ModelError::status("stand-in", 529, "overloaded").with_retry_after(ms(5));
+    assert_eq!(stand_in.to_string(), "stand-in answered 529: overloaded (retry after 5ms)");
+    assert_eq!(decide(stand_in.into()), Some(ms(5)));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Time limits
 // ---------------------------------------------------------------------------------------------

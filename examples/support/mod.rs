@@ -305,13 +305,15 @@ impl ModelError {
         self.retry_after
     }
 
-    /// Whether trying again may help: yes for a rate limit (`429`), a server error (`500`,
-    /// `502`, `503`, `504`), a timeout, a refused or broken connection and a reply cut short;
-    /// no for a refused request (`400`, `401`, `403`, `404`, `422`, any other status), a
-    /// request that cannot be sent as it is, or a reply that will not get better.
+    /// Whether trying again may help: yes for a rate limit (`429`), a request the server timed
+    /// out (`408`), a server error (`500`, `502`, `503`, `504`), an overloaded server (`529`),
+    /// a proxy that could not reach the server (`520` to `524`, as Cloudflare sends them), a
+    /// timeout, a refused or broken connection and a reply cut short; no for a refused request
+    /// (`400`, `401`, `403`, `404`, `422`, any other status), a request that cannot be sent as
+    /// it is, or a reply that will not get better.
     pub fn retryable(&self) -> bool {
         match self.kind {
-            Kind::Status(code) => matches!(code, 429 | 500 | 502 | 503 | 504),
+            Kind::Status(code) => matches!(code, 408 | 429 | 500 | 502..=504 | 520..=524 | 529),
             Kind::Timeout | Kind::Connection => true,
             Kind::Reply { retryable } => retryable,
             Kind::Request => false,
@@ -323,11 +325,15 @@ impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             Kind::Status(code) => {
+                // `503 Service Unavailable`; a status with no standard name (`529`) by its number.
                 let reason = ureq::http::StatusCode::from_u16(code)
                     .ok()
-                    .and_then(|status| status.canonical_reason())
-                    .unwrap_or("");
-                write!(f, "{} answered {code} {reason}: {}", self.url, self.message)?;
+                    .and_then(|status| status.canonical_reason());
+                write!(f, "{} answered {code}", self.url)?;
+                if let Some(reason) = reason {
+                    write!(f, " {reason}")?;
+                }
+                write!(f, ": {}", self.message)?;
             }
             _ => write!(f, "{}: {}", self.url, self.message)?,
         }
@@ -351,7 +357,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 ///
 /// - the server's own pause for an error that says when to come back (a `429` or `503` with
 ///   `Retry-After`), or `None` if it asks for more than [`MAX_RETRY_AFTER`];
-/// - a backoff for other errors worth retrying (`500`, a timeout, a refused connection, …):
+/// - a backoff for other errors worth retrying (`500`, `529`, a timeout, a refused
+///   connection, … — see [`ModelError::retryable`]):
 ///   about 0.5 s after the first failed attempt, then twice as long each time up to 30 s,
 ///   each pause shortened by a random part of up to half (jitter, so that clients that failed
 ///   together do not all come back at once);
