@@ -337,6 +337,25 @@ fn timeouts_overloads_and_proxy_errors_are_worth_retrying() {
     assert_eq!(decide(stand_in.into()), Some(ms(5)));
 }
 
+#[test]
+fn validation_errors_show_each_message() {
+    let fastapi = json!({ "detail": [
+        { "loc": ["body", "messages"], "msg": "field required", "type": "value_error.missing" },
+        { "loc": ["body", "temperature"], "msg": "value is not a valid float",
+          "type": "type_error.float" },
+    ] });
+    let (url, _seen) = serve(vec![reply("422 Unprocessable Entity", fastapi.to_string())]);
+    let error = fail(&client(&url));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{url}/chat/completions answered 422 Unprocessable Entity: field required; \
+             value is not a valid float"
+        )
+    );
+    assert!(!error.retryable());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Time limits
 // ---------------------------------------------------------------------------------------------

@@ -278,9 +278,16 @@ impl OpenAi {
     }
 
     /// The message in a JSON error: `{"error": {"message": "…"}}` as OpenAI sends it, or
-    /// `{"error": "…"}`, `{"message": "…"}` or `{"detail": "…"}` as some others do; the
-    /// JSON itself, short, if it has none of them.
+    /// `{"error": "…"}`, `{"message": "…"}` or `{"detail": "…"}` as some others do, or the
+    /// `msg` of each of FastAPI's validation errors (`{"detail": [{"loc": […], "msg": "…"}]}`),
+    /// joined with `; `; the JSON itself, short, if it has none of them.
     fn message(&self, json: &Value) -> String {
+        if let Some(Value::Array(details)) = json.get("detail") {
+            let msgs: Vec<&str> = details.iter().filter_map(|d| d["msg"].as_str()).collect();
+            if !msgs.is_empty() {
+                return self.quote(&msgs.join("; "));
+            }
+        }
         let paths = ["/error/message", "/error", "/message", "/detail", ""];
         let found = paths.iter().find_map(|path| json.pointer(path).and_then(Value::as_str));
         self.quote(&found.map_or_else(|| json.to_string(), str::to_string))
