@@ -338,6 +338,44 @@ fn timeouts_overloads_and_proxy_errors_are_worth_retrying() {
 }
 
 #[test]
+fn a_reply_larger_than_the_limit_is_too_large_not_a_failed_request() -> Result<()> {
+    // A completion padded with spaces (which JSON allows) to exactly the limit, and one byte
+    // more.
+    let padded = |size: u64| {
+        let body = json!({ "choices": [{ "message": { "content": "big" } }] }).to_string();
+        let size = usize::try_from(size).unwrap();
+        body.clone() + &" ".repeat(size - body.len())
+    };
+    let limit = support::openai::MAX_REPLY;
+    assert_eq!(limit, 10 * 1024 * 1024);
+    let too_large = padded(limit + 1);
+    let answer: Answer = Box::new(move |stream| {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n",
+            too_large.len()
+        );
+        // The client stops reading at the limit and hangs up: the rest may not go through.
+        let _ =
+            stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(too_large.as_bytes()));
+    });
+    let (url, _seen) = serve(vec![reply("200 OK", padded(limit)), answer]);
+    let model = client(&url);
+
+    assert_eq!(smol::block_on(model.chat(&[Message::user("hi")]))?, "big");
+    let error = fail(&model);
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{url}/chat/completions: the reply is larger than 10 MiB, the most this client reads"
+        )
+    );
+    assert!(!error.retryable(), "the same question gets the same oversized reply");
+    assert_eq!(decide(error.into()), None);
+    Ok(())
+}
+
+#[test]
 fn validation_errors_show_each_message() {
     let fastapi = json!({ "detail": [
         { "loc": ["body", "messages"], "msg": "field required", "type": "value_error.missing" },

@@ -272,7 +272,7 @@ impl ModelError {
         ModelError::new(url, Kind::Connection, message)
     }
 
-    /// The server at `url` answered, but its reply was no use (empty, not JSON, cut short);
+    /// The server at `url` answered, but its reply was no use (empty, not JSON, too large);
     /// `retryable` says whether asking again may get a better one.
     pub fn reply(url: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
         ModelError::new(url, Kind::Reply { retryable }, message)
@@ -310,7 +310,7 @@ impl ModelError {
     /// a proxy that could not reach the server (`520` to `524`, as Cloudflare sends them), a
     /// timeout, a refused or broken connection and a reply cut short; no for a refused request
     /// (`400`, `401`, `403`, `404`, `422`, any other status), a request that cannot be sent as
-    /// it is, or a reply that will not get better.
+    /// it is, or a reply that will not get better (one too large to read, say).
     pub fn retryable(&self) -> bool {
         match self.kind {
             Kind::Status(code) => matches!(code, 408 | 429 | 500 | 502..=504 | 520..=524 | 529),

@@ -25,9 +25,10 @@
 //!
 //! Every error is a [`ModelError`]: it names the URL, and the limit that ran out with its
 //! value, or the status and the server's own message (not its whole body), and says whether
-//! trying again may help (see [`support::wait`](super::wait)). A `Retry-After` header in
-//! seconds becomes its [`retry_after`](ModelError::retry_after); its other form, a date, is
-//! taken as no hint (`support::wait` then backs off).
+//! trying again may help (see [`support::wait`](super::wait)). A whole reply larger than
+//! [`MAX_REPLY`] is an error too. A `Retry-After` header in seconds becomes its
+//! [`retry_after`](ModelError::retry_after); its other form, a date, is taken as no hint
+//! (`support::wait` then backs off).
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader};
@@ -38,6 +39,10 @@ use miniflow::Result;
 use serde_json::{Value, json};
 
 use super::{Kind, Message, Model, ModelError};
+
+/// The largest whole reply the client reads, in bytes (10 MiB): a larger one fails, not worth
+/// retrying. A streamed reply has no such limit, since it is read piece by piece.
+pub const MAX_REPLY: u64 = 10 * 1024 * 1024;
 
 /// A chat-completions client: where the server is, which model to ask, the key if any, and
 /// how long to wait for it.
@@ -152,8 +157,21 @@ impl OpenAi {
 
     /// One whole reply. Blocking.
     fn complete(&self, messages: &[Message]) -> Result<String, ModelError> {
-        let mut response = self.send(messages, false)?;
-        let text = response.body_mut().read_to_string().map_err(|e| self.failed(e))?;
+        self.whole(self.send(messages, false)?)
+    }
+
+    /// The content of `response`, a whole completion (at most [`MAX_REPLY`] bytes). Blocking.
+    fn whole(&self, mut response: ureq::http::Response<ureq::Body>) -> Result<String, ModelError> {
+        // ureq fails once it has read `limit` bytes and the body goes on: one more than the
+        // most allowed, so that a reply of exactly `MAX_REPLY` bytes is read.
+        let body = response.body_mut().with_config().limit(MAX_REPLY + 1).lossy_utf8(true);
+        let text = body.read_to_string().map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => self.bad_reply(format!(
+                "the reply is larger than {} MiB, the most this client reads",
+                MAX_REPLY / (1024 * 1024)
+            )),
+            other => self.failed(other),
+        })?;
         let reply: Value = serde_json::from_str(&text).map_err(|e| {
             self.bad_reply(format!("the reply is not JSON ({e}): {}", self.quote(&text)))
         })?;
