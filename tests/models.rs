@@ -308,6 +308,21 @@ fn a_stream_that_breaks_off_is_an_error_not_a_short_answer() -> Result<()> {
 }
 
 #[test]
+fn a_server_that_ignores_stream_true_answers_in_one_piece() -> Result<()> {
+    let (url, seen) = serve(vec![completion("Paris.")]);
+    let model = client(&url);
+    let pieces = Mutex::new(Vec::new());
+    let token = |piece: &str| pieces.lock().unwrap().push(piece.to_string());
+
+    let reply = smol::block_on(model.chat_stream(&[Message::user("Capital of France?")], &token))?;
+
+    assert_eq!(reply, "Paris.");
+    assert_eq!(*pieces.lock().unwrap(), ["Paris."]);
+    assert_eq!(seen.recv()?.body["stream"], json!(true), "it was asked to stream");
+    Ok(())
+}
+
+#[test]
 fn timeouts_overloads_and_proxy_errors_are_worth_retrying() {
     let statuses = [
         ("408 Request Timeout", "408 Request Timeout"),

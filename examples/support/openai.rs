@@ -5,6 +5,10 @@
 //! tokio, `futures::executor::block_on` or anything else. A streamed reply is read on that
 //! thread line by line and sent through a channel to the awaiting `exec` piece by piece.
 //!
+//! A server that ignores `stream: true` and answers a streamed request with one whole
+//! completion (a JSON body rather than server-sent events) is understood too: its content
+//! arrives as a single piece.
+//!
 //! A request that is cancelled (its future dropped, say by a node's timeout) stops waiting at
 //! once; the blocking read finishes on its own thread and its answer is thrown away.
 //!
@@ -193,6 +197,11 @@ impl OpenAi {
         mut piece: impl FnMut(String) -> bool,
     ) -> Result<(), ModelError> {
         let response = self.send(messages, true)?;
+        if is_json(&response) {
+            // A server that ignored `stream: true`: one whole completion, sent as one piece.
+            let _ = piece(self.whole(response)?);
+            return Ok(());
+        }
         let lines = BufReader::new(response.into_body().into_reader()).lines();
         let (mut pieces, mut last) = (0, Value::Null);
         for line in lines {
@@ -379,4 +388,11 @@ impl fmt::Debug for OpenAi {
             .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
+}
+
+/// Whether `response` is a JSON document (a whole completion) rather than server-sent events.
+fn is_json(response: &ureq::http::Response<ureq::Body>) -> bool {
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok());
+    let media_type = content_type.and_then(|t| t.split(';').next()).unwrap_or("").trim();
+    media_type.eq_ignore_ascii_case("application/json") || media_type.ends_with("+json")
 }
