@@ -308,6 +308,34 @@ fn a_stream_that_breaks_off_is_an_error_not_a_short_answer() -> Result<()> {
 }
 
 #[test]
+fn a_reply_of_whitespace_only_is_empty() -> Result<()> {
+    let (url, _seen) = serve(vec![
+        completion("  \n\t "),
+        loopback::streamed(&[" ", "\n"]),
+        // A server that ignored `stream: true`, and said nothing either.
+        completion(" "),
+    ]);
+    let model = client(&url);
+    let hi = [Message::user("hi")];
+    let pieces = Mutex::new(Vec::<String>::new());
+    let token = |piece: &str| pieces.lock().unwrap().push(piece.to_string());
+    let empty = format!("{url}/chat/completions: the reply is empty");
+
+    let whole = model_error(smol::block_on(model.chat(&hi)).unwrap_err());
+    assert_eq!(whole.to_string(), format!("{empty} (finish_reason: stop)"));
+    let streamed = model_error(smol::block_on(model.chat_stream(&hi, &token)).unwrap_err());
+    assert_eq!(streamed.to_string(), empty);
+    let unstreamed = model_error(smol::block_on(model.chat_stream(&hi, &token)).unwrap_err());
+    assert_eq!(unstreamed.to_string(), format!("{empty} (finish_reason: stop)"));
+    for error in [whole, streamed, unstreamed] {
+        assert!(error.retryable(), "{error}");
+    }
+    // The whitespace was streamed as it came; the reply it made up is still refused.
+    assert_eq!(*pieces.lock().unwrap(), [" ", "\n"]);
+    Ok(())
+}
+
+#[test]
 fn a_server_that_ignores_stream_true_answers_in_one_piece() -> Result<()> {
     let (url, seen) = serve(vec![completion("Paris.")]);
     let model = client(&url);

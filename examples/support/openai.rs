@@ -29,10 +29,10 @@
 //!
 //! Every error is a [`ModelError`]: it names the URL, and the limit that ran out with its
 //! value, or the status and the server's own message (not its whole body), and says whether
-//! trying again may help (see [`support::wait`](super::wait)). A whole reply larger than
-//! [`MAX_REPLY`] is an error too. A `Retry-After` header in seconds becomes its
-//! [`retry_after`](ModelError::retry_after); its other form, a date, is taken as no hint
-//! (`support::wait` then backs off).
+//! trying again may help (see [`support::wait`](super::wait)). An empty reply, or one of
+//! whitespace only, is an error too, and so is a whole reply larger than [`MAX_REPLY`]. A
+//! `Retry-After` header in seconds becomes its [`retry_after`](ModelError::retry_after); its
+//! other form, a date, is taken as no hint (`support::wait` then backs off).
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader};
@@ -180,7 +180,7 @@ impl OpenAi {
             self.bad_reply(format!("the reply is not JSON ({e}): {}", self.quote(&text)))
         })?;
         match reply.pointer("/choices/0/message/content") {
-            Some(Value::String(content)) if !content.is_empty() => Ok(content.clone()),
+            Some(Value::String(content)) if !content.trim().is_empty() => Ok(content.clone()),
             Some(Value::String(_) | Value::Null) => Err(self.empty(&reply["choices"][0])),
             _ => Err(self.bad_reply(format!(
                 "the reply has no choices[0].message.content: {}",
@@ -203,15 +203,17 @@ impl OpenAi {
             return Ok(());
         }
         let lines = BufReader::new(response.into_body().into_reader()).lines();
-        let (mut pieces, mut last) = (0, Value::Null);
+        // Whether any piece had more than whitespace, and the last event (for its
+        // `finish_reason`, should the reply turn out empty).
+        let (mut said_something, mut last) = (false, Value::Null);
         for line in lines {
             let line = line.map_err(|e| self.failed(e.into()))?;
             // Events are `data: {json}` lines; blank lines and comments separate them.
             let Some(data) = line.strip_prefix("data:").map(str::trim) else { continue };
             if data == "[DONE]" {
-                return match pieces {
-                    0 => Err(self.empty(&last["choices"][0])),
-                    _ => Ok(()),
+                return match said_something {
+                    false => Err(self.empty(&last["choices"][0])),
+                    true => Ok(()),
                 };
             }
             let event: Value = serde_json::from_str(data).map_err(|e| {
@@ -223,7 +225,7 @@ impl OpenAi {
             }
             let text = event.pointer("/choices/0/delta/content").and_then(Value::as_str);
             if let Some(text) = text.filter(|t| !t.is_empty()) {
-                pieces += 1;
+                said_something |= !text.trim().is_empty();
                 if !piece(text.to_string()) {
                     return Ok(());
                 }
@@ -284,7 +286,7 @@ impl OpenAi {
         ModelError::reply(&self.url, message, false)
     }
 
-    /// The error for a reply with no content at all; `choice` may say why
+    /// The error for a reply with no content, or only whitespace; `choice` may say why
     /// (`finish_reason: length` for a model that spent its tokens thinking).
     fn empty(&self, choice: &Value) -> ModelError {
         let message = match choice["finish_reason"].as_str() {
