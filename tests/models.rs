@@ -492,7 +492,7 @@ fn a_stream_that_goes_silent_fails_naming_the_idle_timeout() -> Result<()> {
     let pieces = Mutex::new(Vec::new());
     let token = |piece: &str| pieces.lock().unwrap().push(piece.to_string());
     let silent = format!(
-        "{url}/chat/completions: nothing arrived within the idle timeout of 200ms \
+        "{url}/chat/completions: no text arrived within the idle timeout of 200ms \
          (`OpenAi::idle_timeout`)"
     );
 
@@ -504,6 +504,71 @@ fn a_stream_that_goes_silent_fails_naming_the_idle_timeout() -> Result<()> {
         assert!(error.retryable());
     }
     assert_eq!(*pieces.lock().unwrap(), ["Hel"]);
+    Ok(())
+}
+
+/// A `: keep-alive` comment, as a chunk of a streamed body.
+fn keep_alive() -> String {
+    chunk(": keep-alive\n\n")
+}
+
+/// An event with no text: a reasoning model's thinking, as some servers stream it.
+fn thinking() -> String {
+    let event = json!({ "choices": [{ "index": 0, "delta": { "reasoning_content": "Hmm…" } }] });
+    chunk(&format!("data: {event}\n\n"))
+}
+
+#[test]
+fn keep_alives_and_events_without_text_do_not_hold_off_the_idle_timeout() -> Result<()> {
+    // Every 50 ms something arrives, for up to 10 s, but never text (or, in the last case,
+    // text once and then no more): the socket is never quiet, the wait for text is.
+    let forever = |first: Vec<String>, then: fn() -> String| {
+        let chunks = first.into_iter().chain((0..200).map(|_| then())).collect();
+        loopback::dripped(chunks, ms(50))
+    };
+    let (url, seen) = serve(vec![
+        forever(vec![], keep_alive),
+        forever(vec![], thinking),
+        forever(vec![event_chunk("Hel")], thinking),
+    ]);
+    let model = client(&url).request_timeout(secs(60)).idle_timeout(ms(300));
+    let pieces = Mutex::new(Vec::new());
+    let token = |piece: &str| pieces.lock().unwrap().push(piece.to_string());
+    let idle = format!(
+        "{url}/chat/completions: no text arrived within the idle timeout of 300ms \
+         (`OpenAi::idle_timeout`)"
+    );
+
+    for _ in 0..3 {
+        let error = smol::block_on(model.chat_stream(&[Message::user("hi")], &token));
+        let error = model_error(error.unwrap_err());
+        assert_eq!(error.to_string(), idle);
+        assert!(error.retryable());
+    }
+    assert_eq!(*pieces.lock().unwrap(), ["Hel"]);
+    assert_eq!(seen.try_iter().count(), 3);
+    Ok(())
+}
+
+#[test]
+fn a_stream_with_keep_alives_between_its_pieces_completes() -> Result<()> {
+    // A piece every 150 ms, a keep-alive and a thought between each two: the stream takes
+    // over a second, the idle timeout is 500 ms, and text never stops for that long.
+    let words = ["Keep ", "alive ", "and ", "keep ", "going ", "on."];
+    let mut chunks = Vec::new();
+    for word in words {
+        chunks.extend([keep_alive(), thinking(), event_chunk(word)]);
+    }
+    chunks.extend([chunk("data: [DONE]\n\n"), chunk("")]);
+    let (url, _seen) = serve(vec![loopback::dripped(chunks, ms(50))]);
+    let model = client(&url).request_timeout(ms(100)).idle_timeout(ms(500));
+    let pieces = Mutex::new(Vec::new());
+    let token = |piece: &str| pieces.lock().unwrap().push(piece.to_string());
+
+    let reply = smol::block_on(model.chat_stream(&[Message::user("hi")], &token))?;
+
+    assert_eq!(reply, "Keep alive and keep going on.");
+    assert_eq!(*pieces.lock().unwrap(), words);
     Ok(())
 }
 

@@ -10,7 +10,8 @@
 //! arrives as a single piece.
 //!
 //! A request that is cancelled (its future dropped, say by a node's timeout) stops waiting at
-//! once; the blocking read finishes on its own thread and its answer is thrown away.
+//! once; the blocking read stops at the next line it reads (or when a time limit runs out)
+//! and its answer is thrown away.
 //!
 //! # Time limits
 //!
@@ -19,11 +20,13 @@
 //! - [`connect_timeout`](OpenAi::connect_timeout) (10 s): to open the connection;
 //! - [`request_timeout`](OpenAi::request_timeout) (120 s): a whole reply, from the start of
 //!   the request (connecting included) to the reply's last byte;
-//! - [`idle_timeout`](OpenAi::idle_timeout) (60 s): a streamed reply's longest silence, before
-//!   its first piece (while the model reads the prompt) or between two pieces. A stream has no
-//!   limit on its whole length: a slow model that sends a piece every few seconds is never cut
-//!   off, and one that stops sending is. (A node's own `timeout`, if it sets one, still cuts
-//!   off the whole attempt.)
+//! - [`idle_timeout`](OpenAi::idle_timeout) (60 s): a streamed reply's longest wait for text,
+//!   from the start of the request to its first piece (while the model reads the prompt) and
+//!   between two pieces. Only text counts: keep-alive comments and events without text (a
+//!   reasoning model's thinking, say) do not restart it. A stream has no limit on its whole
+//!   length: a slow model that sends a piece every few seconds is never cut off, and one that
+//!   stops sending text is. (A node's own `timeout`, if it sets one, still cuts off the whole
+//!   attempt.)
 //!
 //! # Errors
 //!
@@ -36,11 +39,13 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader};
+use std::pin::pin;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either, select};
 use miniflow::Result;
 use serde_json::{Value, json};
+use smol::channel::Sender;
 
 use super::{Kind, Message, Model, ModelError};
 
@@ -114,9 +119,10 @@ impl OpenAi {
         OpenAi { request_timeout: limit, ..self }
     }
 
-    /// This client, giving up on a streamed reply when nothing arrives for `limit` (60 s by
-    /// default): before its first piece or between two. However long the whole reply takes,
-    /// it goes on as long as it keeps coming.
+    /// This client, giving up on a streamed reply when no text arrives for `limit` (60 s by
+    /// default): from the start of the request to its first piece, or between two. Keep-alive
+    /// comments and events without text do not count. However long the whole reply takes, it
+    /// goes on as long as its text keeps coming.
     #[must_use = "the builder methods return the changed client"]
     pub fn idle_timeout(self, limit: Duration) -> Self {
         OpenAi { idle_timeout: limit, ..self }
@@ -136,8 +142,9 @@ impl OpenAi {
         if let Some(key) = &self.key {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
-        // A whole reply has one limit for all of it; a stream, one for each silence (ureq's
-        // per-read limit starts again with every read from the socket).
+        // A whole reply has one limit for all of it. A stream has one for each silence of the
+        // socket (ureq's per-read limit starts again with every read); the wait for text,
+        // which a stream of keep-alives would never trip here, is timed in `chat_stream`.
         let config = request.config().timeout_connect(Some(self.connect_timeout));
         let config = match stream {
             false => config.timeout_global(Some(self.request_timeout)),
@@ -189,17 +196,13 @@ impl OpenAi {
         }
     }
 
-    /// A streamed reply: each piece goes to `piece` as its server-sent event arrives.
-    /// Blocking; stops early (without an error) when `piece` returns `false`.
-    fn stream(
-        &self,
-        messages: &[Message],
-        mut piece: impl FnMut(String) -> bool,
-    ) -> Result<(), ModelError> {
+    /// A streamed reply: each piece goes to `pieces` as its server-sent event arrives.
+    /// Blocking; stops early (without an error) once the receiving side has hung up.
+    fn stream(&self, messages: &[Message], pieces: &Sender<String>) -> Result<(), ModelError> {
         let response = self.send(messages, true)?;
         if is_json(&response) {
             // A server that ignored `stream: true`: one whole completion, sent as one piece.
-            let _ = piece(self.whole(response)?);
+            let _ = pieces.send_blocking(self.whole(response)?);
             return Ok(());
         }
         let lines = BufReader::new(response.into_body().into_reader()).lines();
@@ -208,6 +211,9 @@ impl OpenAi {
         let (mut said_something, mut last) = (false, Value::Null);
         for line in lines {
             let line = line.map_err(|e| self.failed(e.into()))?;
+            if pieces.is_closed() {
+                return Ok(()); // no one is waiting for the rest
+            }
             // Events are `data: {json}` lines; blank lines and comments separate them.
             let Some(data) = line.strip_prefix("data:").map(str::trim) else { continue };
             if data == "[DONE]" {
@@ -226,7 +232,7 @@ impl OpenAi {
             let text = event.pointer("/choices/0/delta/content").and_then(Value::as_str);
             if let Some(text) = text.filter(|t| !t.is_empty()) {
                 said_something |= !text.trim().is_empty();
-                if !piece(text.to_string()) {
+                if pieces.send_blocking(text.to_string()).is_err() {
                     return Ok(());
                 }
             }
@@ -240,21 +246,16 @@ impl OpenAi {
     fn failed(&self, error: ureq::Error) -> ModelError {
         use ureq::Timeout;
         let url = &self.url;
-        let timeout = |what: &str, name: &str, limit: Duration| {
-            let message =
-                format!("{what} within the {name} timeout of {limit:?} (`OpenAi::{name}_timeout`)");
-            ModelError::timeout(url, message)
-        };
         match error {
             ureq::Error::Timeout(Timeout::Connect) => {
-                timeout("no connection", "connect", self.connect_timeout)
+                self.ran_out("no connection", "connect", self.connect_timeout)
             }
             ureq::Error::Timeout(Timeout::Global) => {
-                timeout("no whole reply", "request", self.request_timeout)
+                self.ran_out("no whole reply", "request", self.request_timeout)
             }
-            ureq::Error::Timeout(Timeout::PerRead) => {
-                timeout("nothing arrived", "idle", self.idle_timeout)
-            }
+            // The socket went silent: no bytes, so no text either. The same error as
+            // `chat_stream`'s own wait for text, which usually runs out first.
+            ureq::Error::Timeout(Timeout::PerRead) => self.idle(),
             ureq::Error::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 ModelError::connection(url, format!("could not connect: {e}"))
             }
@@ -279,6 +280,18 @@ impl OpenAi {
                 ModelError::new(url, Kind::Request, self.redact(&message))
             }
         }
+    }
+
+    /// The error for a time limit that ran out: `what` did not happen within the limit `name`.
+    fn ran_out(&self, what: &str, name: &str, limit: Duration) -> ModelError {
+        let message =
+            format!("{what} within the {name} timeout of {limit:?} (`OpenAi::{name}_timeout`)");
+        ModelError::timeout(&self.url, message)
+    }
+
+    /// The error for a stream that sent no text for the idle timeout.
+    fn idle(&self) -> ModelError {
+        self.ran_out("no text arrived", "idle", self.idle_timeout)
     }
 
     /// The error for a reply that will not get better if asked again.
@@ -359,13 +372,23 @@ impl Model for OpenAi {
         let (client, messages) = (self.clone(), messages.to_vec());
         Box::pin(async move {
             let (tx, rx) = smol::channel::unbounded();
-            // The reading thread stops when this side hangs up (the future was dropped).
-            let reader =
-                smol::unblock(move || client.stream(&messages, |p| tx.send_blocking(p).is_ok()));
+            // The reading thread stops when this side hangs up (the future was dropped, or no
+            // text came in time).
+            let reader = smol::unblock(move || client.stream(&messages, &tx));
             let mut reply = String::new();
-            while let Ok(piece) = rx.recv().await {
-                token(&piece);
-                reply.push_str(&piece);
+            // Each piece must come within the idle timeout of the last (the first, of the
+            // request's start). The reading thread sends text only, so keep-alives and events
+            // without text leave this wait running.
+            loop {
+                let quiet = pin!(miniflow::sleep(self.idle_timeout));
+                match select(pin!(rx.recv()), quiet).await {
+                    Either::Left((Ok(piece), _)) => {
+                        token(&piece);
+                        reply.push_str(&piece);
+                    }
+                    Either::Left((Err(_), _)) => break, // the reading thread is done
+                    Either::Right(_) => return Err(self.idle().into()),
+                }
             }
             reader.await?;
             Ok(reply)

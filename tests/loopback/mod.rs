@@ -147,6 +147,21 @@ pub fn streamed_slowly(pieces: &[&str], pause: Duration) -> Answer {
     })
 }
 
+/// A streamed reply that sends its head at once, then each of `chunks` (each a chunk of the
+/// body, see [`chunk`]) after `pause`, and stops early once a write fails (the client hung
+/// up). The end of the body, if wanted, is one of `chunks`.
+pub fn dripped(chunks: Vec<String>, pause: Duration) -> Answer {
+    Box::new(move |stream| {
+        stream.write_all(STREAM_HEAD.as_bytes()).unwrap();
+        for chunk in chunks {
+            thread::sleep(pause);
+            if stream.write_all(chunk.as_bytes()).and_then(|()| stream.flush()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
 /// The last user message of a request, as the examples' stand-ins see it.
 pub fn last_prompt(seen: &Seen) -> String {
     let messages = seen.body["messages"].as_array().cloned().unwrap_or_default();
