@@ -9,10 +9,11 @@
 //!
 //! `wait` sees the error, so it decides per error. A model's error says whether trying again
 //! may help and how long the server asked to wait ([`ModelError`]): a refused key is not
-//! retried at all, a rate limit that says "retry after 30 ms" is retried after that pause,
-//! anything else after an exponential [`Backoff`] (each pause twice the last, up to a cap).
-//! `support::wait`, which the other examples' nodes use, decides the same way with pauses
-//! sized for a real server.
+//! retried at all, an error that says "retry after 30 ms" is retried after exactly that
+//! pause, anything else after an exponential [`Backoff`] (each pause twice the last, up to a
+//! cap). `support::wait`, which the other examples' nodes use, decides the same way with
+//! pauses sized for a real server (and, unlike this one, does not wait for a server that
+//! asks for more than a minute).
 //!
 //! The same node asks the same question of five models: one overloaded twice (the retries
 //! get past it), one always down (the fallback answers), one slower than the node's timeout
@@ -70,7 +71,7 @@ fn ask(model: Arc<dyn Model>, timeout: Option<Duration>) -> Result<()> {
     let observer = |event: &Event<'_>| {
         if let Event::Retry { node, attempt, error, delay, .. } = event {
             let attempt = attempt + 1;
-            println!("  observer: `{node}` attempt {attempt} failed ({error}); next in {delay:?}");
+            println!("  observer: `{node}` attempt {attempt} failed: {error}; next in {delay:?}");
         }
     };
     let mut store = Store { question: circuit_breaker::QUESTION.to_string(), answer: None };
@@ -123,15 +124,15 @@ impl Node<Store> for Ask {
     }
 
     /// Whether to try again after a failed try, and when: never for an error that retrying
-    /// cannot fix, never sooner than the server asked, and otherwise after 5 ms, then 10 ms,
-    /// never more than 40 ms (short, so that the example runs fast; `support::wait` starts
-    /// at half a second and adds jitter, so that clients that failed together do not all
-    /// come back at once).
+    /// cannot fix, after exactly the pause the server asked for if it did, and otherwise after
+    /// 5 ms, then 10 ms, never more than 40 ms (short, so that the example runs fast;
+    /// `support::wait` starts at half a second and adds jitter, so that clients that failed
+    /// together do not all come back at once).
     fn wait(&self, error: &Error, cx: Ctx<'_>) -> Option<Duration> {
         let backoff = Backoff::new(ms(5), ms(40)).delay(cx.attempt());
         match error.downcast_ref::<ModelError>() {
             Some(e) if !e.retryable() => None, // a refused key stays refused
-            Some(e) => Some(e.retry_after().map_or(backoff, |pause| pause.max(backoff))),
+            Some(e) => Some(e.retry_after().unwrap_or(backoff)),
             None => Some(backoff), // a timeout, or an error of another kind
         }
     }

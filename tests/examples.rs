@@ -142,8 +142,9 @@ fn retry_fallback() {
     let out = run("retry-fallback", &[], None);
     let overloaded =
         "stand-in answered 503 Service Unavailable: the model is overloaded (retry after 5ms)";
-    let failed_1 = format!("  observer: `ask` attempt 1 failed ({overloaded}); next in 5ms");
-    let failed_2 = format!("  observer: `ask` attempt 2 failed ({overloaded}); next in 10ms");
+    // The server's pause, exactly, each time it gives one; the node's own backoff otherwise.
+    let failed_1 = format!("  observer: `ask` attempt 1 failed: {overloaded}; next in 5ms");
+    let failed_2 = format!("  observer: `ask` attempt 2 failed: {overloaded}; next in 5ms");
     assert_lines(
         &out,
         &[
@@ -157,11 +158,12 @@ fn retry_fallback() {
             "  fallback: failed after 3 of 3 attempts; answering with a canned reply",
             "  the model was called 3 times",
             "3. a model slower than the node's 50 ms timeout",
-            "  observer: `ask` attempt 1 failed (exec timed out after 50ms); next in 5ms",
+            "  observer: `ask` attempt 1 failed: exec timed out after 50ms; next in 5ms",
+            "  observer: `ask` attempt 2 failed: exec timed out after 50ms; next in 10ms",
             "  fallback: timed out after 3 of 3 attempts; answering with a canned reply",
             "4. a rate-limited model that says when to come back",
             "  exec: attempt 1 of 3",
-            "  observer: `ask` attempt 1 failed (stand-in answered 429 Too Many Requests: slow down (retry after 30ms)); next in 30ms",
+            "  observer: `ask` attempt 1 failed: stand-in answered 429 Too Many Requests: slow down (retry after 30ms); next in 30ms",
             "  exec: attempt 2 of 3",
             "  answer (model): It stops calling a failing service for a while, so the service can recover and callers fail fast instead of waiting.",
             "5. a model that refuses the API key",
