@@ -4,8 +4,10 @@
 
 mod loopback;
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The variables that would send the examples to a real model: cleared, so the tests run
 /// offline whatever the developer's shell has set.
@@ -302,7 +304,7 @@ fn observe() {
             "A honeybee that finds flowers comes home and dances. Its waggle run points toward the food, measured against the sun, and its length tells how far away it is. Sisters follow the steps, then fly straight there, so one good find feeds the whole hive.",
             "[title] started",
             "title: The Waggle Dance",
-            "the tokens add up to the stored text: true",
+            "the last attempt's tokens add up to the stored text: true",
             "flowchart TD",
             "    n_start((\"start\")) --> n_0",
             "    subgraph n_0[\"draft\"]",
@@ -337,11 +339,49 @@ fn observe_streams_a_real_servers_answer() {
             "Bees dance to share where food is.",
             "title: Bee Talk",
             "outline: Dance; Direction; Distance",
-            "the tokens add up to the stored text: true",
+            "the last attempt's tokens add up to the stored text: true",
         ],
     );
     let streamed = seen.try_iter().filter(|request| request.body["stream"] == true).count();
     assert_eq!(streamed, 1, "one streamed request, for the paragraph");
+}
+
+#[test]
+fn observe_compares_only_the_last_attempts_tokens_after_a_stream_breaks_off() {
+    // The first streamed answer breaks off after a piece; the node retries and the second
+    // arrives whole. The broken attempt's piece was printed, but it is not part of the text.
+    let streams = AtomicUsize::new(0);
+    let (url, _seen) = loopback::serve_with(move |request| {
+        if request.body["stream"] != true {
+            let prompt = loopback::last_prompt(request);
+            let reply = if prompt.contains("outline") { "- Dance\n- Distance" } else { "Bee Talk" };
+            return loopback::completion(reply);
+        }
+        match streams.fetch_add(1, Ordering::Relaxed) {
+            0 => {
+                let cut = format!("{}{}", loopback::event_chunk("Bees "), loopback::chunk(""));
+                Box::new(move |stream| {
+                    stream.write_all(loopback::STREAM_HEAD.as_bytes()).unwrap();
+                    stream.write_all(cut.as_bytes()).unwrap();
+                })
+            }
+            _ => loopback::streamed(&["Bees ", "dance."]),
+        }
+    });
+    let env = [("MINIFLOW_BASE_URL", url.as_str()), ("MINIFLOW_MODEL", "tiny")];
+    let out = cargo_run("observe", &[], None, &env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_lines(
+        &stdout,
+        &[
+            "[draft/write] started",
+            "Bees",
+            "Bees dance.",
+            "title: Bee Talk",
+            "the last attempt's tokens add up to the stored text: true",
+        ],
+    );
 }
 
 #[test]
