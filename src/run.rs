@@ -372,8 +372,8 @@ where
 /// [`Flow`](crate::Flow), [`BatchFlow`](crate::BatchFlow) and
 /// [`BatchAsyncFlow`](crate::BatchAsyncFlow) — and [`Parallel`](crate::Parallel).
 ///
-/// The trait is implemented by the crate (its method returns a type users cannot name, so
-/// there is nothing to implement it with); `M` is an inferred marker that tells the kinds
+/// The trait is implemented by the crate: its hidden method returns a type users cannot name
+/// or build, so an impl of theirs could only pass on one of the crate's; `M` is an inferred marker that tells the kinds
 /// apart, so you never name it. A node the caller keeps a handle on is added as an `Arc` of
 /// it.
 #[diagnostic::on_unimplemented(
