@@ -373,9 +373,9 @@ where
 /// [`BatchAsyncFlow`](crate::BatchAsyncFlow) — and [`Parallel`](crate::Parallel).
 ///
 /// The trait is implemented by the crate: its hidden method returns a type users cannot name
-/// or build, so an impl of theirs could only pass on one of the crate's; `M` is an inferred marker that tells the kinds
-/// apart, so you never name it. A node the caller keeps a handle on is added as an `Arc` of
-/// it.
+/// or build, so an impl of theirs could only pass on one of the crate's. `M` is an inferred
+/// marker that tells the kinds apart, so you never name it. A node the caller keeps a handle
+/// on is added as an `Arc` of it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be added to a `Flow<{S}>`",
     label = "not a node over the store `{S}`",
