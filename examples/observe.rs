@@ -20,7 +20,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use miniflow::{Action, Ctx, Error, Event, Flow, Node, Observer, Params, Result, RunOptions};
+use miniflow::{
+    Action, Ctx, Error, Event, Flow, Node, Observer, Params, Result, RunOptions, Value,
+};
 use support::trace::Trace;
 use support::{Message, Model, TokenPrinter, bees};
 
@@ -52,7 +54,9 @@ fn main() -> support::Main {
     let observer = |event: &Event<'_>| {
         tokens.event(event); // first: it ends a streamed line before anything else is printed
         match event {
-            Event::Custom { kind: "token", data, .. } => streamed.lock().unwrap().push_str(data),
+            Event::Custom { kind: "token", data: Value::Str(text), .. } => {
+                streamed.lock().unwrap().push_str(text)
+            }
             // An attempt that broke off mid-stream is not the answer: its tokens go.
             Event::Retry { node, .. } if node.to_string() == "draft/write" => {
                 streamed.lock().unwrap().clear();

@@ -209,6 +209,19 @@ pub enum FlowError {
         /// finished).
         next: String,
     },
+    /// A node, nested flow, batch flow or parallel node ran past the time limit set with
+    /// [`Flow::timeout`](crate::Flow::timeout), or the whole run past
+    /// [`RunOptions::timeout`](crate::RunOptions::timeout) (then `node` is empty). Whatever was
+    /// running inside was dropped at its next `.await`, as a dropped run is: every `post` that
+    /// completed is in the store, none ran halfway. There is no fallback: the time was for
+    /// everything inside, retries and fallbacks included.
+    #[non_exhaustive]
+    Timeout {
+        /// The path of the node that ran out of time; empty for the run.
+        node: String,
+        /// The limit it ran past.
+        after: std::time::Duration,
+    },
     /// The [checkpoint hook](crate::RunOptions::checkpoint) returned an error, and the run
     /// stopped before the node it was saving for. The store holds every `post` so far; the
     /// hook's error is kept as [`source()`](std::error::Error::source).
@@ -232,6 +245,7 @@ impl FlowError {
             | FlowError::Param { node, .. }
             | FlowError::InvalidConfig { node, .. }
             | FlowError::Checkpoint { node, .. }
+            | FlowError::Timeout { node, .. }
             | FlowError::StepLimit { next: node, .. } => node,
         }
     }
@@ -312,6 +326,12 @@ impl fmt::Display for FlowError {
                     f,
                     ". If that is a loop that should end, give it an exit; else raise the limit with `RunOptions::max_steps`"
                 )
+            }
+            FlowError::Timeout { node, after } if node.is_empty() => {
+                write!(f, "the run did not finish within its time limit of {after:?}")
+            }
+            FlowError::Timeout { node, after } => {
+                write!(f, "node `{node}` did not finish within its time limit of {after:?}")
             }
             FlowError::Checkpoint { node, .. } => write!(
                 f,

@@ -6,10 +6,11 @@ use std::fmt;
 
 use crate::flow::check_name;
 use crate::run::{self, IntoNode, Outcome, Scope, Step, Store, marker};
-use crate::{Action, Flow, Params, Phase, Result};
+use crate::{Action, Flow, FlowError, Params, Phase, Result};
 
 type PrepFn<S> = Box<dyn Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync>;
-type PostFn<S> = Box<dyn Fn(&mut S, Vec<Params>, Vec<Action>) -> Result<Action> + Send + Sync>;
+type PostFn<S> =
+    Box<dyn Fn(&mut S, Vec<Params>, Vec<Outcome<Action>>) -> Result<Action> + Send + Sync>;
 
 /// The params set of a branch: none (it sees the params its parallel node inherited). A
 /// static, so that a sub-run's future does not hold an empty `Params` of its own (measured:
@@ -26,40 +27,53 @@ pub struct Fan<S> {
     pub(crate) batch: bool,
     prep: PrepFn<S>,
     post: Option<PostFn<S>>,
+    /// Whether every job runs to its end, a failed one included (see `post_outcomes`).
+    keep_going: bool,
     limit: usize,
     pub(crate) kind: &'static str,
 }
 
 impl<S: Send> Fan<S> {
     fn new(flows: Vec<Flow<S>>, prep: PrepFn<S>, limit: usize, kind: &'static str) -> Self {
-        Fan { batch: kind != "Parallel", flows, prep, post: None, limit, kind }
+        Fan { batch: kind != "Parallel", flows, prep, post: None, keep_going: false, limit, kind }
     }
 
     pub(crate) async fn run(&self, mut store: Store<'_, S>, scope: &Scope<'_>) -> Outcome<Action> {
         let path = scope.path;
         let sets = store.phase(path, Phase::Prep, 0, |s| (self.prep)(s, scope.params))?;
         let count = if self.batch { sets.len() } else { self.flows.len() };
-        let actions = if self.limit == 1 {
-            let mut actions = Vec::with_capacity(count);
+        let outcomes = if self.limit == 1 {
+            let mut outcomes = Vec::with_capacity(count);
             for i in 0..count {
                 if i % run::TURN == run::TURN - 1 {
                     run::Turn::default().await; // jobs of a node or two never reach their own
                 }
-                actions.push(self.job(i, &sets, store.reborrow(), scope).await?);
+                outcomes.push(self.settle(self.job(i, &sets, store.reborrow(), scope).await)?);
             }
-            actions
+            outcomes
         } else {
             // Concurrent jobs share the store through a lock taken once per prep and post.
             let mut own = None;
             let (lock, sets) = (store.lock(&mut own), &sets);
             let jobs = (0..count).map(|i| async move {
-                (i, self.job(i, sets, Store::Shared(lock), scope).await.map(|action| (action, 0)))
+                let outcome = self.job(i, sets, Store::Shared(lock), scope).await;
+                (i, self.settle(outcome).map(|outcome| (outcome, 0)))
             });
             run::run_all(jobs, self.limit).await?.0
         };
         match &self.post {
             None => Ok(Action::DEFAULT),
-            Some(post) => store.phase(path, Phase::Post, 0, |s| post(s, sets, actions)),
+            Some(post) => store.phase(path, Phase::Post, 0, |s| post(s, sets, outcomes)),
+        }
+    }
+
+    /// What a job's outcome does to the fan-out: fail-fast, its error fails it; under
+    /// `post_outcomes`, only the run's step limit does (it stops the whole run), and any
+    /// other outcome is kept for the post.
+    fn settle(&self, outcome: Outcome<Action>) -> Outcome<Outcome<Action>> {
+        match outcome {
+            Err(e) if !self.keep_going || matches!(*e, FlowError::StepLimit { .. }) => Err(e),
+            outcome => Ok(outcome),
         }
     }
 
@@ -309,12 +323,29 @@ impl<S: Send> Parallel<S> {
 
     /// Sets the post: it gets the store and each branch's action (in the order the branches
     /// were added) and returns the parallel node's action.
-    pub fn post<P>(mut self, post: P) -> Self
+    ///
+    /// A branch that fails fails the parallel node; to run every branch to its end whatever
+    /// happens, see [`post_outcomes`](Parallel::post_outcomes).
+    pub fn post<P>(self, post: P) -> Self
     where
         P: Fn(&mut S, Vec<Action>) -> Result<Action> + Send + Sync + 'static,
     {
-        self.0.post = Some(Box::new(move |store, _, actions| post(store, actions)));
-        self
+        Parallel(self.0.posting(false, Box::new(move |s, _, outcomes| post(s, actions(outcomes)))))
+    }
+
+    /// Sets a post that sees each branch's outcome — its action, or the [`FlowError`] it failed
+    /// with, naming the node by its path — in the order the branches were added, and makes every
+    /// branch run to its end even when others fail. The post decides what a failure means:
+    /// its action routes on, and its error fails the parallel node. Replaces
+    /// [`post`](Parallel::post), and is replaced by it.
+    ///
+    /// One error is never kept for the post: the run's step limit
+    /// ([`FlowError::StepLimit`]) stops the whole run, here as anywhere.
+    pub fn post_outcomes<P>(self, post: P) -> Self
+    where
+        P: Fn(&mut S, Vec<Result<Action, FlowError>>) -> Result<Action> + Send + Sync + 'static,
+    {
+        Parallel(self.0.posting(true, Box::new(move |s, _, outcomes| post(s, unboxed(outcomes)))))
     }
 }
 
@@ -356,20 +387,93 @@ macro_rules! fan_types {
 }
 fan_types!(BatchFlow, BatchAsyncFlow, Parallel);
 
-macro_rules! batch_flow_post {
+impl<S> Fan<S> {
+    fn posting(mut self, keep_going: bool, post: PostFn<S>) -> Self {
+        (self.keep_going, self.post) = (keep_going, Some(post));
+        self
+    }
+}
+
+/// The actions of jobs that all succeeded (a fail-fast post sees no others).
+fn actions(outcomes: Vec<Outcome<Action>>) -> Vec<Action> {
+    outcomes.into_iter().filter_map(Result::ok).collect()
+}
+
+/// The outcomes as a `post_outcomes` post sees them.
+fn unboxed(outcomes: Vec<Outcome<Action>>) -> Vec<Result<Action, FlowError>> {
+    outcomes.into_iter().map(|outcome| outcome.map_err(|e| *e)).collect()
+}
+
+macro_rules! fan_post {
     ($($ty:ident),*) => {$(
         impl<S: Send> $ty<S> {
             /// Sets the batch flow's post: it gets the store, the params sets prep returned and
             /// the last action of each sub-run (in the same order), and returns the batch flow's
             /// action. Without one, the action is [`Action::DEFAULT`].
-            pub fn post<P>(mut self, post: P) -> Self
+            ///
+            /// A sub-run that fails fails the batch flow; to run every sub-run to its end
+            /// whatever happens, see [`post_outcomes`](Self::post_outcomes).
+            pub fn post<P>(self, post: P) -> Self
             where
                 P: Fn(&mut S, Vec<Params>, Vec<Action>) -> Result<Action> + Send + Sync + 'static,
             {
-                self.0.post = Some(Box::new(post));
-                self
+                $ty(self.0.posting(false, Box::new(move |s, sets, outcomes| post(s, sets, actions(outcomes)))))
+            }
+
+            /// Sets a post that sees each sub-run's outcome — its last action, or the
+            /// [`FlowError`] it failed with, naming the node by its path (`"fan[3]/fetch"`) — in
+            /// input order, and makes every sub-run run to its end even when others fail: one
+            /// failed item no longer loses the others' results. The post decides what failures
+            /// mean (report them, retry them later, go on with the rest): its action routes on,
+            /// and its error fails the batch flow. Replaces
+            /// [`post`](Self::post), and is replaced by it.
+            ///
+            /// One error is never kept for the post: the run's step limit
+            /// ([`FlowError::StepLimit`]) stops the whole run, here as anywhere.
+            ///
+            /// ```
+            /// use miniflow::{Action, BatchFlow, Flow, FlowError, Params, node_fn};
+            ///
+            /// let mut inner = Flow::new();
+            /// inner.add("half", node_fn(|halves: &mut Vec<i64>, p| {
+            ///     let n = p.int("n")?;
+            ///     if n % 2 == 1 {
+            ///         return Err(format!("{n} is odd").into());
+            ///     }
+            ///     halves.push(n / 2);
+            ///     Ok(Action::DEFAULT)
+            /// }));
+            /// // The same with a `BatchAsyncFlow`.
+            /// let batch = BatchFlow::new(inner, |_: &Vec<i64>, _: &Params| {
+            ///     Ok((1..=4).map(|n| Params::new().with("n", n)).collect())
+            /// })
+            /// .post_outcomes(|_, _, outcomes: Vec<Result<Action, FlowError>>| {
+            ///     let failed: Vec<String> = outcomes.iter().filter_map(|o| o.as_ref().err())
+            ///         .map(|e| format!("{e:#}")).collect();
+            ///     assert_eq!(failed, [
+            ///         "node `halves[0]/half` failed in post: 1 is odd",
+            ///         "node `halves[2]/half` failed in post: 3 is odd",
+            ///     ]);
+            ///     Ok(if failed.is_empty() { "done" } else { "partial" }.into())
+            /// });
+            ///
+            /// let mut flow = Flow::new();
+            /// flow.add("halves", batch);
+            /// let mut halves = Vec::new();
+            /// assert_eq!(smol::block_on(flow.run(&mut halves))?, "partial");
+            /// assert_eq!(halves, [1, 2]);
+            /// # Ok::<(), miniflow::Error>(())
+            /// ```
+            pub fn post_outcomes<P>(self, post: P) -> Self
+            where
+                P: Fn(&mut S, Vec<Params>, Vec<Result<Action, FlowError>>) -> Result<Action>
+                    + Send
+                    + Sync
+                    + 'static,
+            {
+                $ty(self.0.posting(true, Box::new(move |s, sets, outcomes| post(s, sets, unboxed(outcomes)))))
             }
         }
     )*};
 }
-batch_flow_post!(BatchFlow, BatchAsyncFlow);
+fan_post!(BatchFlow, BatchAsyncFlow);

@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::observe::Ending;
 use crate::run::{self, IntoNode, NodePath, Outcome, RECENT, RunCx, Scope, Step};
-use crate::run::{Store, marker};
+use crate::run::{Save, Store, marker};
 use crate::{Action, FlowError, MAX_DEPTH, Observer, Params, Result};
 
 /// The key of a node in a flow, returned by [`Flow::add`] and given back to connect it.
@@ -28,6 +29,8 @@ pub(crate) struct Slot<S> {
     pub(crate) step: Step<S>,
     /// The actions with where each leads: a node's index, or `None` for an end edge.
     pub(crate) edges: Vec<(Action, Option<usize>)>,
+    /// The longest a visit may take: see [`Flow::timeout`].
+    timeout: Option<Duration>,
 }
 
 /// A graph of nodes connected by actions: the unit you build once and run many times. It
@@ -166,7 +169,7 @@ impl<S> Flow<S> {
         N: IntoNode<S, M>,
     {
         let name = check_name(name.into(), self.slots.iter().map(|s| &*s.name), "this flow");
-        self.slots.push(Slot { name, step: node.into_step(), edges: Vec::new() });
+        self.slots.push(Slot { name, step: node.into_step(), edges: Vec::new(), timeout: None });
         NodeId { flow: self.id, index: self.slots.len() - 1 }
     }
 
@@ -267,6 +270,46 @@ impl<S> Flow<S> {
         self
     }
 
+    /// Limits each visit of `node` to `limit`, everything inside it included: a nested flow's
+    /// nodes, a batch flow's sub-runs, a parallel node's branches, a batch node's items, every
+    /// attempt and the pauses between them. A visit still running at the limit is dropped at
+    /// its next `.await` (as a dropped run is: every `post` that completed stays, none is left
+    /// halfway) and the run fails with [`FlowError::Timeout`] naming the node. A zero limit
+    /// has run out before the visit starts. Setting it again replaces it.
+    ///
+    /// Unlike [`Node::timeout`](crate::Node::timeout), which limits one attempt of `exec` and
+    /// counts as a failed attempt, this is for the visit as a whole: no retry and no fallback
+    /// follow. It is how a nested agent gets a deadline: the run's step limit, observer and
+    /// cancellation keep working inside it, since its nodes run in the same run.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use miniflow::{Action, Flow, FlowError, node_fn};
+    ///
+    /// // An inner agent that never decides it is done.
+    /// let mut agent = Flow::<u64>::new();
+    /// let think = agent.add("think", node_fn(|n: &mut u64, _| { *n += 1; Ok(Action::DEFAULT) }));
+    /// agent.then(think, think);
+    ///
+    /// let mut flow = Flow::new();
+    /// let inner = flow.add("agent", agent);
+    /// flow.timeout(inner, Duration::from_millis(20));
+    ///
+    /// let mut thoughts = 0;
+    /// let err = smol::block_on(flow.run(&mut thoughts)).unwrap_err();
+    /// assert!(matches!(&err, FlowError::Timeout { node, .. } if node == "agent"));
+    /// assert_eq!(err.to_string(), "node `agent` did not finish within its time limit of 20ms");
+    /// assert!(thoughts > 0);
+    /// ```
+    ///
+    /// # Panics
+    /// If `node` was returned by another flow.
+    pub fn timeout(&mut self, node: NodeId, limit: Duration) -> &mut Self {
+        let node = self.index(node);
+        self.slots[node].timeout = Some(limit);
+        self
+    }
+
     /// The name a node was added with.
     ///
     /// # Panics
@@ -351,9 +394,6 @@ impl<S> Flow<S> {
                 Step::Fan(fan) => fan.flows.iter().try_for_each(|f| f.validate_in(path, depth + 1)),
             }
         }
-        if depth > 1 && !self.entries.is_empty() {
-            return Err(run::invalid(path, format!("node `{path}`: {NESTED_ENTRY}")));
-        }
         let flow = if path.is_root() { String::new() } else { format!("{path}/") };
         if self.slots.is_empty() {
             let message = match path.is_root() {
@@ -389,17 +429,36 @@ impl<S> Flow<S> {
         slots.try_for_each(|slot| nested(&slot.step, &path.child(&slot.name), depth))
     }
 
-    /// The index of the node called `name`, for [`RunOptions::start_at`].
-    fn find(&self, name: &str) -> Outcome<usize> {
-        if let Some(i) = self.slots.iter().position(|slot| slot.name == name) {
-            return Ok(i);
+    /// The node `path` names for [`RunOptions::start_at`] — a node of this flow (`"z"`), or
+    /// one inside a nested flow (`"sub/z"`) — as its index here and the rest of the path. The
+    /// whole path is checked, so a run fails on a wrong one before any node runs. `at` is this
+    /// flow's own path.
+    fn find<'p>(&self, path: &'p str, at: &NodePath<'_>) -> Outcome<(usize, Option<&'p str>)> {
+        let (name, rest) = path.split_once('/').map_or((path, None), |(n, r)| (n, Some(r)));
+        let Some(i) = self.slots.iter().position(|slot| slot.name == name) else {
+            let names: Vec<String> = self.slots.iter().map(|s| format!("{:?}", s.name)).collect();
+            let flow = if at.is_root() { "the flow".into() } else { format!("flow `{at}`") };
+            let message = format!(
+                "{flow} has no node named {name:?} to start at; its nodes are {}",
+                names.join(", ")
+            );
+            return Err(run::invalid(at, message));
+        };
+        match (&self.slots[i].step, rest) {
+            (_, None) => Ok((i, None)),
+            (Step::Flow(flow), Some(rest)) => {
+                flow.find(rest, &at.child(name)).map(|_| (i, Some(rest)))
+            }
+            (_, Some(_)) => {
+                let node = at.child(name);
+                let message = format!(
+                    "a run cannot start inside node `{node}`: only a nested `Flow` can be entered \
+                     at one of its nodes; start at `{node}` itself (a batch flow or parallel node \
+                     then runs all its sub-runs or branches again)"
+                );
+                Err(run::invalid(at, message))
+            }
         }
-        let names: Vec<String> = self.slots.iter().map(|slot| format!("{:?}", slot.name)).collect();
-        let message = format!(
-            "the flow has no node named {name:?} to start at; its nodes are {}",
-            names.join(", ")
-        );
-        Err(run::invalid(&NodePath::ROOT, message))
     }
 
     /// Adds this flow's most recent node runs (up to [`RECENT`] in all) in front of the ones
@@ -423,10 +482,6 @@ impl<S> Flow<S> {
         error
     }
 }
-
-/// Why a nested flow may not have entry points.
-const NESTED_ENTRY: &str = "it declares entry points with `Flow::entry`, but runs start only at \
-     nodes of the outermost flow; connect its nodes with edges instead, or run it on its own";
 
 /// The error for a flow, batch flow or parallel node at `path`, nested one level deeper than
 /// [`MAX_DEPTH`].
@@ -500,7 +555,7 @@ impl<S: Send> Flow<S> {
         store: &mut S,
         options: RunOptions<'_, S>,
     ) -> Result<Action, FlowError> {
-        let RunOptions { params, observer, mut checkpoint, max_steps, start } = options;
+        let RunOptions { params, observer, mut checkpoint, max_steps, start, timeout } = options;
         let run = RunCx::new(observer, max_steps);
         let scope = Scope { params: &params, path: &NodePath::ROOT, run: &run };
         let ending = Ending::start(observer);
@@ -510,7 +565,7 @@ impl<S: Send> Flow<S> {
             self.validate_in(scope.path, 1)?;
             self.run_in(Store::Own(store), &scope, start, save).await
         };
-        let result = result.await.map_err(|e| *e);
+        let result = run::within(result, timeout, scope.path).await.map_err(|e| *e);
         ending.finish(&result);
         result
     }
@@ -524,10 +579,11 @@ impl<S: Send> Flow<S> {
         start: Option<&str>,
         mut save: Option<&mut Save<'_, S>>,
     ) -> Outcome<Action> {
-        // The run checked the whole tree before it started: see `run_with`.
-        let mut current = match start {
-            Some(name) => self.find(name)?,
-            None => self.start,
+        // The run checked the whole tree before it started: see `run_with`. A path to start
+        // at is checked whole here, before any node runs; `rest` is for the nested flow.
+        let (mut current, mut rest) = match start {
+            Some(path) => self.find(path, scope.path)?,
+            None => (self.start, None),
         };
         // The node runs so far, and under a step limit the last few in a ring, for its error
         // (a ring of indices costs no allocation; kept only where it is read, which saves a
@@ -540,15 +596,22 @@ impl<S: Send> Flow<S> {
             }
             let slot = &self.slots[current];
             let path = scope.path.child(&slot.name);
-            let (step, inner) = (&slot.step, Scope { path: &path, ..*scope });
-            let result = match (run::count(scope.run, &path), scope.run.observer) {
-                (Err(error), _) => Err(error),
-                (Ok(()), None) => step.run(store.reborrow(), &inner).await,
-                (Ok(()), Some(observer)) => {
-                    // Boxed: held inline, its hundred bytes made every flow's future larger,
-                    // and moving a sub-run's future costs by the byte. A run with an observer
-                    // pays this second allocation per node run beside the clock reads.
-                    Box::pin(run::observed(observer, step, store.reborrow(), &inner)).await
+            let inner = Scope { path: &path, ..*scope };
+            let result = match run::count(scope.run, &path) {
+                Err(error) => Err(error),
+                Ok(()) => {
+                    let save = save.as_deref_mut(); // a nested flow saves checkpoints too
+                    let visit = slot.step.run(store.reborrow(), &inner, rest.take(), save);
+                    match (slot.timeout, scope.run.observer) {
+                        (None, None) => visit.await,
+                        // Boxed: held inline, its hundred bytes made every flow's future
+                        // larger, and moving a sub-run's future costs by the byte. A run with
+                        // an observer pays this second allocation per node run beside the
+                        // clock reads.
+                        (limit, observer) => {
+                            Box::pin(run::watched(visit, limit, observer, &path)).await
+                        }
+                    }
                 }
             };
             let action = match result {
@@ -570,17 +633,14 @@ impl<S: Send> Flow<S> {
                 }
             };
             if let Some(save) = save.as_mut() {
-                let node = &self.slots[current].name;
-                if let Err(source) = store.with(|s| save(s, node)) {
-                    return Err(FlowError::Checkpoint { node: node.clone(), source }.into());
+                let node = scope.path.child(&self.slots[current].name).to_string();
+                if let Err(source) = store.with(|s| save(s, &node)) {
+                    return Err(FlowError::Checkpoint { node, source }.into());
                 }
             }
         }
     }
 }
-
-/// A checkpoint hook: see [`RunOptions::checkpoint`].
-type Save<'a, S> = dyn FnMut(&S, &str) -> Result<()> + Send + 'a;
 
 /// How to run a flow, for [`Flow::run_with`]: params, an [`Observer`], a step limit, a
 /// checkpoint hook, and where to start. Every setting is optional; `RunOptions::new()` runs
@@ -612,6 +672,7 @@ pub struct RunOptions<'o, S> {
     checkpoint: Option<Box<Save<'o, S>>>,
     max_steps: usize,
     start: Option<&'o str>,
+    timeout: Option<Duration>,
 }
 
 impl<'o, S> RunOptions<'o, S> {
@@ -623,6 +684,7 @@ impl<'o, S> RunOptions<'o, S> {
             checkpoint: None,
             max_steps: usize::MAX,
             start: None,
+            timeout: None,
         }
     }
 
@@ -682,6 +744,31 @@ impl<'o, S> RunOptions<'o, S> {
         self
     }
 
+    /// Fails the run with [`FlowError::Timeout`] (its `node` empty) if it has not ended within
+    /// `limit`: whatever is running is dropped at its next `.await`, as a dropped run is, and
+    /// the observer's terminal event is [`Event::Failed`](crate::Event::Failed) with that
+    /// error. A zero limit has run out before the first node starts. The time counts from the
+    /// run's first poll. Even a run whose nodes never await is stopped: it gives its executor
+    /// a turn every few hundred node runs, and the timer is looked at then.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use miniflow::{Action, Flow, FlowError, RunOptions, node_fn};
+    ///
+    /// let mut flow = Flow::<()>::new();
+    /// let spin = flow.add("spin", node_fn(|_, _| Ok(Action::DEFAULT)));
+    /// flow.then(spin, spin); // never ends, and never awaits
+    ///
+    /// let options = RunOptions::new().timeout(Duration::from_millis(10));
+    /// let err = smol::block_on(flow.run_with(&mut (), options)).unwrap_err();
+    /// assert!(matches!(&err, FlowError::Timeout { node, .. } if node.is_empty()));
+    /// assert_eq!(err.to_string(), "the run did not finish within its time limit of 10ms");
+    /// ```
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
     /// Calls `save` after every node of the outermost flow whose action leads on to another
     /// node, with the store and the name of that next node: everything needed to resume the
     /// run there later with [`start_at`](RunOptions::start_at). It is not called when the run
@@ -714,6 +801,7 @@ impl<S> fmt::Debug for RunOptions<'_, S> {
             .field("checkpoint", &self.checkpoint.is_some())
             .field("max_steps", &self.max_steps)
             .field("start", &self.start)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::retry;
 use crate::run::{self, IntoNode, NodePath, Own, RunCx, Scope, Step, Store, Visit, marker};
-use crate::{Action, Error, Event, Params, Phase, Result};
+use crate::{Action, Error, Event, Params, Phase, Result, Value};
 
 /// One step of a flow, in three phases: `prep` reads the store, `exec` does the slow or flaky
 /// work, `post` writes the results and picks the next edge.
@@ -302,9 +302,10 @@ impl<'a> Ctx<'a> {
     }
 
     /// Reports a custom event to the run's [`Observer`](crate::Observer), if it has one (else this does
-    /// nothing, at no cost): the observer receives an [`Event::Custom`] with this node's path,
-    /// `kind` and `data`. Made for progress that only `exec` sees, such as the tokens of a
-    /// streamed model answer as they arrive:
+    /// nothing, at no cost: `data` is not even converted): the observer receives an
+    /// [`Event::Custom`] with this node's path, `kind` and `data`. Made for progress that only
+    /// `exec` sees, such as the tokens of a streamed model answer as they arrive, or the
+    /// tokens a model call used:
     ///
     /// ```
     /// # use miniflow::Ctx;
@@ -314,11 +315,19 @@ impl<'a> Ctx<'a> {
     ///         cx.emit("token", &token);
     ///         answer += &token;
     ///     }
+    ///     cx.emit("usage", answer.len()); // a number stays a number: `Value::Int`
     ///     Ok(answer)
     /// }
     /// ```
-    pub fn emit(&self, kind: &str, data: &str) {
-        self.report(&Event::Custom { node: self.path, kind, data });
+    ///
+    /// `data` is a [`Value`], as a param is: text, an integer, a float or a bool, so that an
+    /// observer gets a count as a number without parsing it. For a record of several fields,
+    /// emit one event per field, or hand a channel out of `prep` and send your own type down
+    /// it.
+    pub fn emit(&self, kind: &str, data: impl Into<Value>) {
+        if let Some(observer) = self.run.observer {
+            observer.event(&Event::Custom { node: self.path, kind, data: &data.into() });
+        }
     }
 
     pub(crate) fn report(&self, event: &Event<'_>) {

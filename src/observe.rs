@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::causes;
-use crate::{Action, Error, FlowError, NodePath};
+use crate::{Action, Error, FlowError, NodePath, Value};
 
 /// A hook that sees everything one run does, given to
 /// [`RunOptions::observer`](crate::RunOptions::observer).
@@ -169,8 +169,8 @@ pub enum Event<'a> {
         node: &'a NodePath<'a>,
         /// What kind of event it is (`"token"`, `"progress"`, …): yours to choose.
         kind: &'a str,
-        /// The event's content.
-        data: &'a str,
+        /// The event's content, as `emit` was given it (text, or a number or bool).
+        data: &'a Value,
     },
     /// The run ended with this action: the terminal event of a successful run.
     #[non_exhaustive]

@@ -65,6 +65,12 @@ value_from! {
     Bool: bool;
 }
 
+impl From<&String> for Value {
+    fn from(s: &String) -> Self {
+        Value::Str(s.as_str().into())
+    }
+}
+
 macro_rules! value_from_unsigned {
     ($($t:ty),*) => {$(
         impl From<$t> for Value {

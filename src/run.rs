@@ -20,13 +20,13 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
+use futures::future::{self, BoxFuture, Either};
 use futures::{StreamExt, stream};
 
 use crate::fan::Fan;
@@ -70,19 +70,30 @@ pub enum Step<S> {
 }
 
 impl<S: Send> Step<S> {
-    /// Runs one visit of the step. Inline: in a flow's loop, the match costs a leaf's visit
-    /// one branch (measured: 16 instructions per node run of a chain when it was a call).
+    /// Runs one visit of the step; a nested flow starts at `start` (a path inside it, when a
+    /// run resumes there) and saves checkpoints with `save`. Inline: in a flow's loop, the
+    /// match costs a leaf's visit one branch (measured: 16 instructions per node run of a
+    /// chain when it was a call).
     #[inline]
-    pub fn run<'a>(&'a self, store: Store<'a, S>, scope: &'a Scope<'a>) -> Visit<'a> {
+    pub fn run<'a>(
+        &'a self,
+        store: Store<'a, S>,
+        scope: &'a Scope<'a>,
+        start: Option<&'a str>,
+        save: Option<&'a mut Save<'_, S>>,
+    ) -> Visit<'a> {
         match self {
             Step::Leaf(leaf, _) => leaf.run(store, scope),
             Step::Flow(flow) => {
-                boxed(move || async move { Ok((flow.run_in(store, scope, None, None).await?, 0)) })
+                boxed(move || async move { Ok((flow.run_in(store, scope, start, save).await?, 0)) })
             }
             Step::Fan(fan) => boxed(move || async move { Ok((fan.run(store, scope).await?, 0)) }),
         }
     }
 }
+
+/// A checkpoint hook: see [`RunOptions::checkpoint`](crate::RunOptions::checkpoint).
+pub type Save<'a, S> = dyn FnMut(&S, &str) -> Result<(), Error> + Send + 'a;
 
 /// Boxes the future `make` builds, allocating first.
 ///
@@ -310,20 +321,42 @@ pub fn count(run: &RunCx<'_>, path: &NodePath<'_>) -> Outcome<()> {
     Ok(())
 }
 
-/// A node run reported to `observer`.
-pub async fn observed<S: Send>(
-    observer: &dyn Observer,
-    step: &Step<S>,
-    store: Store<'_, S>,
-    scope: &Scope<'_>,
+/// A visit with a time limit or an observer (or both): the slow path of a flow's loop, boxed
+/// there so that the plain visit's future stays small.
+pub async fn watched(
+    visit: Visit<'_>,
+    limit: Option<Duration>,
+    observer: Option<&dyn Observer>,
+    node: &NodePath<'_>,
 ) -> Outcome<(Action, usize)> {
-    let node = scope.path;
-    observer.event(&Event::NodeStart { node });
+    if let Some(observer) = observer {
+        observer.event(&Event::NodeStart { node });
+    }
     let started = Instant::now();
-    let (action, attempts) = step.run(store, scope).await?;
-    let elapsed = started.elapsed();
-    observer.event(&Event::NodeEnd { node, action: &action, attempts, elapsed });
+    let (action, attempts) = within(visit, limit, node).await?;
+    if let Some(observer) = observer {
+        let elapsed = started.elapsed();
+        observer.event(&Event::NodeEnd { node, action: &action, attempts, elapsed });
+    }
     Ok((action, attempts))
+}
+
+/// Awaits `work` for at most `limit` (all the time it takes without one). Past the limit,
+/// `work` is dropped and the result is a [`FlowError::Timeout`] naming `node`; a zero limit
+/// has run out before `work` starts.
+pub async fn within<T>(
+    work: impl Future<Output = Outcome<T>>,
+    limit: Option<Duration>,
+    node: &NodePath<'_>,
+) -> Outcome<T> {
+    let Some(after) = limit else { return work.await };
+    if !after.is_zero() {
+        let timer = async_io::Timer::after(after);
+        if let Either::Left((result, _)) = future::select(pin!(work), timer).await {
+            return result;
+        }
+    }
+    Err(Box::new(FlowError::Timeout { node: node.to_string(), after }))
 }
 
 /// The step limit's error, refusing to start the node at `path`.

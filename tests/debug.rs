@@ -40,7 +40,7 @@ fn run_options_debug_shows_every_setting() {
     assert_eq!(
         format!("{:?}", RunOptions::<u32>::new()),
         "RunOptions { params: {}, observer: false, checkpoint: false, \
-         max_steps: 18446744073709551615, start: None }"
+         max_steps: 18446744073709551615, start: None, timeout: None }"
     );
     let observer = |_: &Event<'_>| {};
     let options = RunOptions::<u32>::new()
@@ -48,10 +48,11 @@ fn run_options_debug_shows_every_setting() {
         .observer(&observer)
         .checkpoint(|_, _| Ok(()))
         .max_steps(100)
-        .start_at("add");
+        .start_at("add")
+        .timeout(std::time::Duration::from_millis(1500));
     assert_eq!(
         format!("{options:?}"),
-        r#"RunOptions { params: {"step": Int(5)}, observer: true, checkpoint: true, max_steps: 100, start: Some("add") }"#
+        r#"RunOptions { params: {"step": Int(5)}, observer: true, checkpoint: true, max_steps: 100, start: Some("add"), timeout: Some(1.5s) }"#
     );
 }
 

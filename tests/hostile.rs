@@ -488,7 +488,7 @@ fn start_at_cannot_reach_a_node_the_start_node_does_not_reach() {
 }
 
 #[test]
-fn start_at_names_are_matched_byte_for_byte_against_the_outermost_flow_only() {
+fn start_at_names_are_matched_byte_for_byte() {
     let mut inner = Flow::new();
     add(&mut inner, "deep");
     let mut flow = Flow::new();
@@ -498,9 +498,11 @@ fn start_at_names_are_matched_byte_for_byte_against_the_outermost_flow_only() {
     flow.then(precomposed, nested);
     flow.then(nested, upper);
     let known = ["é", "inner", "Upper"].map(String::from);
-    for name in ["", "e\u{301}", "upper", "inner/deep", "deep", "inner[0]", " é", "é "] {
-        // The unknown name is reported before the step limit is looked at.
-        let (result, visits) = run_with(&flow, RunOptions::new().start_at(name).max_steps(0));
+    for path in ["", "e\u{301}", "upper", "deep", "inner[0]", " é", "é ", "/inner", "/"] {
+        // The unknown name is reported before the step limit is looked at; a path is read
+        // up to its first `/`.
+        let (result, visits) = run_with(&flow, RunOptions::new().start_at(path).max_steps(0));
+        let name = path.split('/').next().unwrap();
         let err = result.unwrap_err();
         let (node, message) = invalid_config(&err);
         let names: Vec<String> = known.iter().map(|n| format!("{n:?}")).collect();
@@ -525,6 +527,23 @@ fn start_at_names_are_matched_byte_for_byte_against_the_outermost_flow_only() {
     }
     let (result, visits) = run_with(&flow, RunOptions::new().start_at("Upper"));
     assert_eq!((result.unwrap(), visits), (Action::DEFAULT, vec!["Upper".to_string()]));
+    // A path into the nested flow is matched the same way, one name at a time.
+    let (result, visits) = run_with(&flow, RunOptions::new().start_at("inner/deep"));
+    assert_eq!((result.unwrap(), visits), (Action::DEFAULT, vec!["deep".into(), "Upper".into()]));
+    for (path, name) in
+        [("inner/", ""), ("inner//deep", ""), ("inner/Deep", "Deep"), ("inner/deep/x", "x")]
+    {
+        let (result, visits) = run_with(&flow, RunOptions::new().start_at(path).max_steps(0));
+        let err = result.unwrap_err();
+        assert!(visits.is_empty());
+        let message = match name {
+            "x" => "a run cannot start inside node `inner/deep`: only a nested `Flow` can be entered \
+                    at one of its nodes; start at `inner/deep` itself (a batch flow or parallel node \
+                    then runs all its sub-runs or branches again)".to_string(),
+            _ => format!("flow `inner` has no node named {name:?} to start at; its nodes are \"deep\""),
+        };
+        assert_eq!((invalid_config(&err).0, err.to_string()), ("inner", message), "{path:?}");
+    }
 }
 
 #[test]

@@ -904,7 +904,7 @@ impl Model {
         path: &str,
         params: &BTreeMap<&'static str, Param>,
         start: usize,
-        outermost: bool,
+        saves: bool,
     ) -> Outcome {
         let table = flow.table();
         let (mut current, mut recent) = (start, Vec::new());
@@ -928,8 +928,9 @@ impl Model {
             }
             self.steps += 1;
             self.visited.push(node.clone());
-            let action =
-                self.node(&flow.nodes[current], &node, params).map_err(|e| trail(e, &recent))?;
+            let action = self
+                .node(&flow.nodes[current], &node, params, saves)
+                .map_err(|e| trail(e, &recent))?;
             recent.push(node.clone());
             let edges = &table[current];
             current = match edges.iter().find(|(a, _)| ACTIONS[*a] == action) {
@@ -941,8 +942,9 @@ impl Model {
                     return Err(vec![Failed::UnknownAction { node, action, expected }]);
                 }
             };
-            if outermost && self.checkpoint {
-                self.checkpoints.push((name(current), self.store.log.len()));
+            // The outermost flow and the flows nested in it (not those in a batch flow) save.
+            if saves && self.checkpoint {
+                self.checkpoints.push((child(path, &name(current)), self.store.log.len()));
             }
         }
     }
@@ -952,6 +954,7 @@ impl Model {
         spec: &NodeSpec,
         node: &str,
         params: &BTreeMap<&'static str, Param>,
+        saves: bool,
     ) -> Outcome {
         let one = |error: Failed| vec![error];
         match spec {
@@ -985,7 +988,7 @@ impl Model {
                 self.store.record(script.id, format!("#{} [{}]", script.id, outs.join("; ")));
                 Ok(script.action(k).into())
             }
-            NodeSpec::Nested(inner) => self.flow(inner, node, params, inner.start, false),
+            NodeSpec::Nested(inner) => self.flow(inner, node, params, inner.start, saves),
             NodeSpec::BatchFlow { id, inner, sets, post } => {
                 let mut actions = Vec::new();
                 for (i, set) in sets.iter().enumerate() {

@@ -184,7 +184,7 @@ impl<S> Node<S> for Talk {
 
     async fn exec(&self, _: &(), cx: Ctx<'_>) -> Result<()> {
         for token in self.0 {
-            cx.emit("token", token);
+            cx.emit("token", *token);
         }
         Ok(())
     }
@@ -327,7 +327,7 @@ impl<S> BatchNode<S> for Items {
     }
 
     async fn exec(&self, item: &&'static str, cx: Ctx<'_>) -> Result<()> {
-        cx.emit("item", item);
+        cx.emit("item", *item);
         if *item == "b" && self.b_calls.fetch_add(1, Ordering::SeqCst) < self.b_failures {
             return Err(failure("b failed"));
         }

@@ -188,11 +188,26 @@ fn checkpoint_is_not_called_at_an_end_edge() {
 }
 
 #[test]
-fn checkpoint_sees_a_nested_flow_as_one_node() {
+fn checkpoint_names_the_next_node_inside_a_nested_flow_by_its_path() {
     let (result, calls) = run_recording(&nested(), &mut Visits::new(), None);
     assert_eq!(result.unwrap(), "default");
-    // Nothing between `x` and `y`: the nested flow is one step of the outermost flow.
-    assert_eq!(calls, [(vec!["a"], "inner".to_string()), (vec!["a", "x", "y"], "b".to_string())]);
+    // Between `x` and `y` the next node is inside the nested flow: `inner/y`. When the nested
+    // flow ends, the outer flow's next node is saved.
+    assert_eq!(
+        calls,
+        [
+            (vec!["a"], "inner".to_string()),
+            (vec!["a", "x"], "inner/y".to_string()),
+            (vec!["a", "x", "y"], "b".to_string())
+        ]
+    );
+    // Resuming at each saved path runs exactly the nodes that had not run.
+    for (done, next) in calls {
+        let mut visits = done.clone();
+        let (result, _) = run_recording(&nested(), &mut visits, Some(&next));
+        assert_eq!(result.unwrap(), "default");
+        assert_eq!(visits, ["a", "x", "y", "b"], "resumed at {next:?}");
+    }
 }
 
 #[test]
@@ -709,17 +724,31 @@ fn entry_refuses_a_node_of_another_flow() {
 }
 
 #[test]
-fn a_nested_flow_with_entry_points_is_refused() {
+fn a_nested_flow_may_declare_entry_points_and_be_resumed_there_by_path() {
     let (mut inner, send) = paused();
+    let mut unreachable = Flow::new();
+    unreachable.add("review", paused().0);
+    let err = unreachable.validate().unwrap_err();
+    assert!(matches!(&err, FlowError::InvalidConfig { node, .. } if node == "review"), "{err}");
+
     inner.entry(send);
     let mut flow = Flow::new();
-    flow.add("review", inner);
-    let err = flow.validate().unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "node `review`: it declares entry points with `Flow::entry`, but runs start only at \
-         nodes of the outermost flow; connect its nodes with edges instead, or run it on its own"
+    let review = flow.add("review", inner);
+    let after = flow.add(
+        "after",
+        node_fn(|log: &mut Vec<String>, _| {
+            log.push("after".into());
+            Ok(Action::DEFAULT)
+        }),
     );
-    let err = smol::block_on(flow.run(&mut Vec::new())).unwrap_err();
-    assert!(matches!(err, FlowError::InvalidConfig { node, .. } if node == "review"));
+    flow.then(review, after);
+    flow.end(review, "ask"); // the pause inside ends the run
+    flow.validate().unwrap();
+    let mut log = Vec::new();
+    assert_eq!(smol::block_on(flow.run(&mut log)).unwrap(), "ask");
+    assert_eq!(log, ["draft"]);
+    let mut log = Vec::new();
+    let options = RunOptions::new().start_at("review/send");
+    assert_eq!(smol::block_on(flow.run_with(&mut log, options)).unwrap(), "default");
+    assert_eq!(log, ["send", "log", "after"]);
 }
