@@ -227,7 +227,7 @@ pub enum FlowError {
     /// hook's error is kept as [`source()`](std::error::Error::source).
     #[non_exhaustive]
     Checkpoint {
-        /// The name of the node that would have run next.
+        /// The path of the node that would have run next (as the hook was given it).
         node: String,
         /// The error the hook returned.
         source: crate::Error,

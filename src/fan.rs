@@ -126,7 +126,8 @@ impl<S> fmt::Debug for Fan<S> {
 ///
 /// A `BatchFlow` is a node: [`add`](Flow::add) it to a flow. Its action is [`Action::DEFAULT`]
 /// unless a post returns another. A sub-run that fails fails the batch flow (its nodes are
-/// named `"name[i]/node"`), and the remaining sub-runs do not run.
+/// named `"name[i]/node"`), and the remaining sub-runs do not run — unless its post is a
+/// [`post_outcomes`](BatchFlow::post_outcomes), which runs them all and sees every failure.
 ///
 /// ```
 /// use miniflow::{Action, BatchFlow, Flow, Params, node_fn};
@@ -182,7 +183,8 @@ impl<S: Send> BatchFlow<S> {
 ///
 /// The post sees each sub-run's last action in input order. The first sub-run to fail fails
 /// the batch flow; the others still in flight are dropped (what their `post`s had written
-/// stays).
+/// stays). With [`post_outcomes`](BatchAsyncFlow::post_outcomes) instead, every sub-run runs
+/// to its end and the post sees each one's action or error.
 ///
 /// ```
 /// use std::collections::BTreeMap;
@@ -253,7 +255,8 @@ impl<S: Send> BatchAsyncFlow<S> {
 /// Like the branches of a [`BatchAsyncFlow`], they share the store:
 /// each `prep` and `post` has it to itself while it runs. Let each branch write its own part
 /// of the store. If a branch fails, the parallel node fails with its error and the branches
-/// still running are dropped (what their `post`s already wrote stays). When all have
+/// still running are dropped (what their `post`s already wrote stays); with
+/// [`post_outcomes`](Parallel::post_outcomes), every branch runs to its end instead. When all have
 /// finished, the optional [`post`](Parallel::post) sees each branch's action, in the order
 /// they were added, and picks the parallel node's action ([`Action::DEFAULT`] without one).
 ///

@@ -237,9 +237,8 @@ impl<S> Flow<S> {
     /// a node is an unreachable node, which fails validation. (Any node can be started at; only the
     /// ones no edge reaches need this.)
     ///
-    /// Runs start only at nodes of the outermost flow, so a flow with entry points cannot be
-    /// nested: running or validating a flow that holds one fails with
-    /// [`FlowError::InvalidConfig`] naming it.
+    /// A nested flow may have entry points too: a run starts at one by its path
+    /// (`"review/approved"`).
     ///
     /// ```
     /// use miniflow::{Action, Flow, RunOptions, node_fn};
@@ -731,14 +730,42 @@ impl<'o, S> RunOptions<'o, S> {
         self
     }
 
-    /// Starts the run at the outermost flow's node called `node` instead of its start node:
-    /// to resume a run that was interrupted, or paused for a person's answer.
+    /// Starts the run at the node `node` names instead of the start node: to resume a run that
+    /// was interrupted, or paused for a person's answer.
     ///
-    /// Only nodes of the outermost flow can be named; a nested flow resumes from its own
-    /// start. If the flow has no such node, the run fails with [`FlowError::InvalidConfig`]. A
-    /// node that runs are only ever started at (no edge leads to it) must be declared with
-    /// [`Flow::entry`], or the flow fails validation as unreachable.
-    /// See the [crate docs](crate#resume) for durable runs and human-in-the-loop.
+    /// `node` is a name of the outermost flow (`"ship"`), or a path into a nested [`Flow`]:
+    /// names joined by `/`, as [`NodePath`](crate::NodePath) displays them
+    /// (`"checkout/receipt"`). The outer flow then starts at the nested flow, which starts at
+    /// that node; when the nested flow ends, the outer one goes on along its edges as usual.
+    /// This is the path the [checkpoint hook](RunOptions::checkpoint) gives. The path cannot
+    /// lead into a batch flow or a parallel node: those are resumed as a whole, at their own
+    /// name (see the [crate docs](crate#resume)).
+    ///
+    /// The path is checked before any node runs: a name that its flow does not have, or a path
+    /// through anything but a nested `Flow`, fails the run with [`FlowError::InvalidConfig`]
+    /// naming the flow and its nodes. A node that runs are only ever started at (no edge leads
+    /// to it) must be declared with [`Flow::entry`], or its flow fails validation as
+    /// unreachable. See the [crate docs](crate#resume) for durable runs and human-in-the-loop.
+    ///
+    /// ```
+    /// use miniflow::{Action, Flow, RunOptions, node_fn};
+    ///
+    /// let step = |name: &'static str| node_fn(move |log: &mut Vec<&str>, _| {
+    ///     log.push(name);
+    ///     Ok(Action::DEFAULT)
+    /// });
+    /// let mut sub = Flow::new();
+    /// let (x, pay, z) = (sub.add("x", step("x")), sub.add("pay", step("pay")), sub.add("z", step("z")));
+    /// sub.chain(&[x, pay, z]);
+    /// let mut flow = Flow::new();
+    /// let (a, sub, b) = (flow.add("a", step("a")), flow.add("sub", sub), flow.add("b", step("b")));
+    /// flow.chain(&[a, sub, b]);
+    ///
+    /// let mut log = Vec::new();
+    /// smol::block_on(flow.run_with(&mut log, RunOptions::new().start_at("sub/z")))?;
+    /// assert_eq!(log, ["z", "b"]); // `pay` did not run again
+    /// # Ok::<(), miniflow::Error>(())
+    /// ```
     pub fn start_at(mut self, node: &'o str) -> Self {
         self.start = Some(node);
         self
@@ -769,10 +796,16 @@ impl<'o, S> RunOptions<'o, S> {
         self
     }
 
-    /// Calls `save` after every node of the outermost flow whose action leads on to another
-    /// node, with the store and the name of that next node: everything needed to resume the
-    /// run there later with [`start_at`](RunOptions::start_at). It is not called when the run
-    /// ends (the result says how it ended).
+    /// Calls `save` after every node whose action leads on to another node, with the store and
+    /// the path of that next node: everything needed to resume the run there later with
+    /// [`start_at`](RunOptions::start_at). It is not called when the run ends (the result says
+    /// how it ended).
+    ///
+    /// The nodes of nested flows count, so for `a → sub(x → pay → z) → b` the hook is called
+    /// with `"sub"`, `"sub/pay"`, `"sub/z"` and `"b"`; a run resumed at any of them re-runs
+    /// nothing that had finished. The sub-runs of a batch flow and the branches of a parallel
+    /// node are not saved one by one: the hook is called before and after such a node, which
+    /// resumes as a whole.
     ///
     /// `save` runs synchronously between two nodes, with the store as every `post` so far has
     /// left it; the run waits for it. What it writes, and where, is up to you. If it returns an

@@ -145,7 +145,11 @@
 //! ```
 //!
 //! Every run ends with exactly one terminal event: `Finished`, `Failed`, or `Cancelled` when
-//! its future is dropped. The [`Observer`] docs show how to turn the events into a `Stream`.
+//! its future is dropped. The [`Observer`] docs show how to turn the events into a `Stream`,
+//! and how a server that streams several runs into one sink tells them apart: each run has
+//! its own observer, so a closure that captures the run's id (and reads the clock, if it
+//! wants times) labels every event it forwards; the crate adds nothing to events a run
+//! without an observer would pay for.
 //!
 //! ## Bounding a run
 //!
@@ -156,6 +160,13 @@
 //! [`Node::wait`] decides, per error, whether to retry and after how long: at once, after a
 //! fixed pause, after a capped exponential [`Backoff`] with jitter, after the pause a rate
 //! limit's error asks for — or not at all, for an error that will not go away.
+//!
+//! For a deadline on more than one attempt, [`Flow::timeout`] limits each whole visit of a
+//! node — a nested agent's flow with all its nodes, a batch flow, a parallel node — and
+//! [`RunOptions::timeout`] the whole run; either fails the run with [`FlowError::Timeout`]
+//! naming what ran out of time. What runs inside stays in the same run, so the step limit,
+//! the observer and cancellation keep working there: a nested agent cannot spend past the
+//! run's step limit while its deadline runs.
 //!
 //! ```
 //! use std::time::Duration;
@@ -192,31 +203,49 @@
 //!
 //! ## Resume
 //!
-//! [`RunOptions::start_at`] starts a run at a named node of the outermost flow instead of its
-//! start node. That is all durable execution needs, with no serialization in the crate:
+//! [`RunOptions::start_at`] starts a run at a node other than the start node: a node of the
+//! outermost flow (`"review"`), or one inside a nested flow, by its path (`"checkout/receipt"`:
+//! the outer flow starts at its nested flow `checkout`, which starts at `receipt`; when it
+//! ends, the outer flow goes on as usual). That is all durable execution needs, with no
+//! serialization in the crate:
 //!
-//! - **After a crash.** [`RunOptions::checkpoint`] calls you after every node of the
-//!   outermost flow with the store and the name of the node that runs next. Save both (as
-//!   JSON, in a database: your choice); if the save fails, return the error and the run
+//! - **After a crash.** [`RunOptions::checkpoint`] calls you after every node with the store
+//!   and the path of the node that runs next — inside nested flows too, so a resumed run
+//!   re-runs nothing that had finished. Save both in one write (one database transaction:
+//!   `examples/durable.rs` uses SQLite); if the save fails, return the error and the run
 //!   stops. After a crash, load them and run again with `start_at(next)`: the run goes on
 //!   where it stopped, and reaches the same end as a run that never stopped. When a run
 //!   ends, discard its last save: it names a node that already ran.
+//! - **Inside a batch flow or a parallel node**, no checkpoint is taken: its sub-runs run
+//!   concurrently or in any number, and there is no one "next node" to name. A run resumes
+//!   such a node as a whole, at the node itself, and all its sub-runs run again; to skip the
+//!   ones that had finished, let its prep leave out the items the store already has results
+//!   for.
 //! - **Waiting for a person.** Let a node end the run with an action such as
 //!   `"ask_human"` (declared with [`Flow::end`]); the app shows the question, and when the
 //!   answer comes — a minute or a week later — writes it into the store and resumes at that
 //!   node, which now finds its answer and goes on. The run's result is only the action, so
 //!   where several nodes can pause, give each its own action (`"ask_legal"`,
 //!   `"ask_manager"`) or let the pausing node note its name in the store.
+//! - **Side effects run once.** A resumed run runs its first node again from its `prep`. So
+//!   the node that pauses (or the one a crash interrupts) should not be the one that sends
+//!   the email or makes the payment: give the side effect its own node before the pause,
+//!   and the checkpoint after it names the node that waits, as below, where the notice is
+//!   sent once however many times the review is resumed.
 //!
 //! ```
 //! use miniflow::{Action, Flow, RunOptions, node_fn};
 //!
 //! #[derive(Default)]
-//! struct Post { text: String, approved: Option<bool>, published: bool }
+//! struct Post { text: String, notices: u32, approved: Option<bool>, published: bool }
 //!
 //! let mut flow = Flow::new();
 //! let draft = flow.add("draft", node_fn(|p: &mut Post, _| {
 //!     p.text = "Hello, world".into();
+//!     Ok(Action::DEFAULT)
+//! }));
+//! let notify = flow.add("notify", node_fn(|p: &mut Post, _| {
+//!     p.notices += 1; // in real life: email the reviewer, once
 //!     Ok(Action::DEFAULT)
 //! }));
 //! let review = flow.add("review", node_fn(|p: &mut Post, _| Ok(match p.approved {
@@ -228,16 +257,20 @@
 //!     p.published = true;
 //!     Ok(Action::DEFAULT)
 //! }));
-//! flow.then(draft, review);
+//! flow.chain(&[draft, notify, review]);
 //! flow.end(review, "ask_human");
 //! flow.edge(review, "approved", publish);
 //! flow.edge(review, "rejected", draft);
 //!
 //! let mut post = Post::default();
 //! assert_eq!(smol::block_on(flow.run(&mut post))?, "ask_human");
+//! // Asked again before the reviewer answers: the run pauses again, and sends nothing.
+//! let resume = || RunOptions::new().start_at("review");
+//! assert_eq!(smol::block_on(flow.run_with(&mut post, resume()))?, "ask_human");
 //! post.approved = Some(true); // the answer arrives
-//! smol::block_on(flow.run_with(&mut post, RunOptions::new().start_at("review")))?;
+//! smol::block_on(flow.run_with(&mut post, resume()))?;
 //! assert!(post.published);
+//! assert_eq!(post.notices, 1);
 //! # Ok::<(), miniflow::Error>(())
 //! ```
 //!
@@ -246,6 +279,12 @@
 //! A [`Parallel`] node runs several different nodes or flows at once on the same store and
 //! goes on when all have finished — for steps that do not need each other's results. Like
 //! everything concurrent here, the branches are polled in the run's own task.
+//!
+//! Fan-outs fail fast by default: the first failed sub-run or branch fails the batch flow or
+//! parallel node. Where one failure out of a thousand should not lose the other results,
+//! give it a post with `post_outcomes` ([`BatchFlow::post_outcomes`],
+//! [`BatchAsyncFlow::post_outcomes`], [`Parallel::post_outcomes`]): every sub-run runs to its
+//! end, and the post gets each one's action or error, in input order, and decides.
 //!
 //! ## Checking and drawing a flow
 //!
@@ -426,7 +465,10 @@
 //! new run of the same flow at once.
 //!
 //! The same holds for failure: when a concurrent sibling fails, the others are dropped at
-//! their current `.await` (fail-fast), and what their `post`s already wrote stays.
+//! their current `.await` (fail-fast), and what their `post`s already wrote stays. And for
+//! time limits: a visit past its [`Flow::timeout`], or a run past its
+//! [`RunOptions::timeout`], is dropped the same way, and the run returns
+//! [`FlowError::Timeout`].
 //!
 //! Blocking code inside an `exec` (a synchronous HTTP call, a long computation) cannot be
 //! interrupted: the drop takes effect when it returns control.
@@ -531,10 +573,15 @@
 //! queue or a long batch has no natural bound: any default would be an arbitrary failure in
 //! production. Set [`RunOptions::max_steps`] wherever a loop is driven by a model's decisions.
 //!
-//! **Why can't I resume inside a nested flow?** [`RunOptions::start_at`] names nodes of the
-//! outermost flow, where the checkpoint hook runs too: a nested flow (or a batch flow midway
-//! through its items) is resumed by running it again from its start. Keep the steps you
-//! cannot repeat at the top level, or make them idempotent.
+//! **Can I resume inside a nested flow?** Yes: [`RunOptions::start_at`] takes a path
+//! (`"checkout/receipt"`), and the checkpoint hook names the next node by its path, nested
+//! flows included. Batch flows and parallel nodes resume as a whole; see [Resume](#resume).
+//!
+//! **Why are events not stamped with a run id and a time?** Because the observer already
+//! knows both. It is given per run, and `event` is called synchronously as each thing
+//! happens, so a closure that captures the run's id and reads `Instant::now()` labels every
+//! event exactly; stamping them in the crate would cost every observed run a clock read per
+//! event whether it wanted one or not. See [`Observer`].
 
 mod action;
 mod batch;

@@ -35,6 +35,44 @@ use crate::{Action, Error, FlowError, NodePath, Value};
 /// # Ok::<(), miniflow::Error>(())
 /// ```
 ///
+/// # Several runs, one sink
+///
+/// A server that streams the events of many runs into one place (a log, a queue, a web
+/// socket per user) gives each run its own observer: a closure that captures the run's id,
+/// chosen by the server, and labels each event with it. Since `event` is called as each thing
+/// happens, the time the closure reads is the event's time. Events without an observer cost
+/// nothing, and so does this: the crate does not stamp events a run may not want.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use std::time::Instant;
+/// use miniflow::{Action, Event, Flow, RunOptions, node_fn};
+///
+/// let mut flow = Flow::new();
+/// flow.add("step", node_fn(|n: &mut u32, _| { *n += 1; Ok(Action::DEFAULT) }));
+///
+/// let sink = Mutex::new(Vec::new()); // one sink for every run
+/// let started = Instant::now();
+/// let labelled = |run: &'static str| {
+///     let sink = &sink;
+///     move |event: &Event<'_>| {
+///         let _at = started.elapsed(); // when it happened, if you want it
+///         sink.lock().unwrap().push(format!("{run}: {event}"));
+///     }
+/// };
+/// let (a, b) = (labelled("run-a"), labelled("run-b"));
+/// let (one, two) = smol::block_on(futures::future::join(
+///     flow.run_with(&mut 0, RunOptions::new().observer(&a)),
+///     flow.run_with(&mut 0, RunOptions::new().observer(&b)),
+/// ));
+/// (one?, two?);
+/// let lines = sink.into_inner().unwrap();
+/// assert_eq!(lines.iter().filter(|l| l.starts_with("run-a: ")).count(), 4);
+/// assert_eq!(lines.iter().filter(|l| l.starts_with("run-b: ")).count(), 4);
+/// assert_eq!(lines[0], "run-a: run started");
+/// # Ok::<(), miniflow::Error>(())
+/// ```
+///
 /// # As a `Stream`
 ///
 /// To consume events asynchronously (say, to forward a model's tokens to a web socket while
