@@ -327,11 +327,10 @@ impl fmt::Display for FlowError {
                     ". If that is a loop that should end, give it an exit; else raise the limit with `RunOptions::max_steps`"
                 )
             }
-            FlowError::Timeout { node, after } if node.is_empty() => {
-                write!(f, "the run did not finish within its time limit of {after:?}")
-            }
             FlowError::Timeout { node, after } => {
-                write!(f, "node `{node}` did not finish within its time limit of {after:?}")
+                let what =
+                    if node.is_empty() { "the run".into() } else { format!("node `{node}`") };
+                write!(f, "{what} did not finish within its time limit of {after:?}")
             }
             FlowError::Checkpoint { node, .. } => write!(
                 f,

@@ -5,14 +5,15 @@
 //! the k-th action of its script (cycling), its `exec` fails a scripted number of attempts,
 //! its fallback recovers or fails, and it may need a param, fail in `prep` or in `post`. The
 //! flows have edges, end edges, loops, nested flows, batch nodes (sequential and concurrent)
-//! and batch flows with params; the run may have params, a step limit, a node to start at and
-//! a checkpoint hook. For each case the two must agree on:
+//! and batch flows with params; the run may have params, a step limit, a node to start at (or
+//! a path into a nested flow, or one `start_at` must refuse) and a checkpoint hook. For each case the two must agree on:
 //!
 //! - the result: the final action, or the error's kind and fields (node path, phase,
 //!   attempts, the user's message, the step limit's list of last nodes, ...);
 //! - the final store: every `post` in order, with the params each node saw;
 //! - the nodes visited, in order, as an observer sees them, and one terminal event;
-//! - the checkpoints: after which node, with how many posts in the store;
+//! - the checkpoints: the next node's path (inside nested flows too, not inside batch flows),
+//!   with how many posts in the store;
 //! - the builder: a second edge for the same node and action is refused.
 //!
 //! A second property drops each run after k polls, for every k until it completes, and checks
@@ -146,8 +147,10 @@ struct Case {
     flow: FlowSpec,
     params: Vec<(usize, Param)>,
     max_steps: Option<usize>,
-    /// A node of the outermost flow to start at; `Some(None)` names no node there.
-    start_at: Option<Option<usize>>,
+    /// A node of the outermost flow to start at (`None`: a name no node has), and a node
+    /// inside it: where that node is a nested flow, a path into it (`"n1/n0"`); else a path
+    /// the run must refuse.
+    start_at: Option<(Option<usize>, Option<usize>)>,
     checkpoint: bool,
     /// How many scripted nodes and batch flows the case has (the store's counters).
     ids: usize,
@@ -167,6 +170,22 @@ fn table(n: usize, edges: &[EdgeSpec]) -> Vec<Vec<(usize, Option<usize>)>> {
 
 fn name(i: usize) -> String {
     format!("n{i}")
+}
+
+impl Case {
+    /// The path `start_at` names, if the case has one.
+    fn start_path(&self) -> Option<String> {
+        match self.start_at? {
+            (None, _) => Some("nowhere".into()),
+            (Some(i), None) => Some(name(i)),
+            (Some(i), Some(j)) => Some(match self.flow.nodes.get(i) {
+                Some(NodeSpec::Nested(inner)) => {
+                    format!("n{i}/{}", name(j % inner.nodes.len().max(1)))
+                }
+                _ => format!("n{i}/n{j}"),
+            }),
+        }
+    }
 }
 
 impl FlowSpec {
@@ -212,10 +231,8 @@ impl fmt::Debug for Case {
         if let Some(limit) = self.max_steps {
             write!(f, ", max_steps {limit}")?;
         }
-        match self.start_at {
-            Some(Some(i)) => write!(f, ", start_at {}", name(i))?,
-            Some(None) => write!(f, ", start_at \"nowhere\"")?,
-            None => {}
+        if let Some(path) = self.start_path() {
+            write!(f, ", start_at {path:?}")?;
         }
         if self.checkpoint {
             write!(f, ", checkpoint hook")?;
@@ -447,15 +464,16 @@ fn case() -> impl Strategy<Value = Case> {
         flow(node()),
         vec((0..KEYS.len(), param), 0..3),
         option::of(0..40usize),
-        option::weighted(0.2, option::weighted(0.9, 0..4usize)),
+        option::weighted(0.3, (option::weighted(0.9, 0..4usize), option::of(0..3usize))),
         any::<bool>(),
     )
         .prop_map(|(mut flow, params, max_steps, start_at, checkpoint)| {
             let mut ids = 0;
             flow.number(&mut ids);
-            // start_at names a node of the outermost flow, or (rarely) none of its nodes.
+            // start_at names a node of the outermost flow, or (rarely) none of its nodes, and
+            // half the time a node inside it.
             let n = flow.nodes.len().max(1);
-            let start_at = start_at.map(|at| at.map(|i| i % n));
+            let start_at = start_at.map(|(at, inner)| (at.map(|i| i % n), inner));
             Case { flow, params, max_steps, start_at, checkpoint, ids }
         })
 }
@@ -761,6 +779,10 @@ enum Failed {
         name: String,
         known: Vec<String>,
     },
+    /// A `start_at` path through a node that is not a nested flow.
+    StartInside {
+        node: String,
+    },
     /// What miniflow reports for the four kinds above: a `FlowError::InvalidConfig` with the
     /// path of the flow or node and its whole message.
     Config {
@@ -839,6 +861,14 @@ impl Failed {
                 );
                 config(node, message)
             }
+            Failed::StartInside { node } => config(
+                "",
+                format!(
+                    "a run cannot start inside node `{node}`: only a nested `Flow` can be \
+                     entered at one of its nodes; start at `{node}` itself (a batch flow or \
+                     parallel node then runs all its sub-runs or branches again)"
+                ),
+            ),
             other => other.clone(),
         }
     }
@@ -863,6 +893,8 @@ struct Model {
     visited: Vec<String>,
     checkpoints: Vec<(String, usize)>,
     checkpoint: bool,
+    /// Where the nested flow the run starts at starts, when `start_at` is a path into it.
+    enter: Option<usize>,
 }
 
 impl Model {
@@ -874,6 +906,7 @@ impl Model {
             visited: Vec::new(),
             checkpoints: Vec::new(),
             checkpoint: case.checkpoint,
+            enter: None,
         };
         let params: BTreeMap<&'static str, Param> =
             case.params.iter().map(|(key, value)| (KEYS[*key], value.clone())).collect();
@@ -886,8 +919,15 @@ impl Model {
         validate(flow, "").map_err(|e| vec![e])?;
         let start = match case.start_at {
             None => flow.start,
-            Some(Some(i)) => i,
-            Some(None) => {
+            Some((Some(i), None)) => i,
+            Some((Some(i), Some(j))) => match &flow.nodes[i] {
+                NodeSpec::Nested(inner) => {
+                    self.enter = Some(j % inner.nodes.len());
+                    i
+                }
+                _ => return Err(vec![Failed::StartInside { node: name(i) }]),
+            },
+            Some((None, _)) => {
                 return Err(vec![Failed::UnknownNode {
                     node: String::new(),
                     name: "nowhere".into(),
@@ -988,7 +1028,10 @@ impl Model {
                 self.store.record(script.id, format!("#{} [{}]", script.id, outs.join("; ")));
                 Ok(script.action(k).into())
             }
-            NodeSpec::Nested(inner) => self.flow(inner, node, params, inner.start, saves),
+            NodeSpec::Nested(inner) => {
+                let start = self.enter.take().unwrap_or(inner.start);
+                self.flow(inner, node, params, start, saves)
+            }
             NodeSpec::BatchFlow { id, inner, sets, post } => {
                 let mut actions = Vec::new();
                 for (i, set) in sets.iter().enumerate() {
@@ -1165,10 +1208,8 @@ fn options<'o>(
     if limit < usize::MAX {
         options = options.max_steps(limit);
     }
-    match case.start_at {
-        Some(Some(i)) => options = options.start_at(leak(name(i))),
-        Some(None) => options = options.start_at("nowhere"),
-        None => {}
+    if let Some(path) = case.start_path() {
+        options = options.start_at(leak(path));
     }
     if case.checkpoint {
         options = options.checkpoint(move |store: &Store, next: &str| {
@@ -1406,6 +1447,12 @@ fn the_cases_reach_every_outcome() {
             Ok(_) => "Ok".to_string(),
             Err(errors) => format!("{:?}", errors[0]).split([' ', '{']).next().unwrap().into(),
         };
+        let nested_start = case.start_path().is_some_and(|path| path.contains('/'));
+        if nested_start
+            && !matches!(outcome, Err(ref e) if matches!(e[0], Failed::StartInside { .. }))
+        {
+            *outcomes.entry("entered a nested flow".into()).or_default() += 1;
+        }
         *outcomes.entry(kind).or_default() += 1;
         steps += model.steps;
     }
@@ -1414,6 +1461,8 @@ fn the_cases_reach_every_outcome() {
         assert!(share(kind) >= 1, "{kind} in under 1 % of the cases: {outcomes:?}");
     }
     assert!(outcomes.get("UnknownNode").is_some_and(|&n| n >= 10), "{outcomes:?}");
+    assert!(outcomes.get("StartInside").is_some_and(|&n| n >= 10), "{outcomes:?}");
+    assert!(outcomes.get("entered a nested flow").is_some_and(|&n| n >= 10), "{outcomes:?}");
     assert!(outcomes.get("Unreachable").is_some_and(|&n| n >= 10), "{outcomes:?}");
     assert!(share("Ok") >= 15 && share("StepLimit") >= 10, "{outcomes:?}");
     assert!(steps >= 20 * cases as usize, "only {steps} node runs in {cases} cases");
