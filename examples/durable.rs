@@ -1,198 +1,198 @@
-//! Durable execution: save the run after every node, and after a crash pick it up where it
-//! stopped instead of starting over.
+//! Durable execution: save the run after every node, so that a process that crashes can be
+//! started again and go on where it stopped, without doing twice what it had done.
 //!
-//! A long pipeline should not redo an hour of work because the power went out in its last
-//! step. miniflow keeps no files; it gives two hooks. `RunOptions::checkpoint` calls you after
-//! every node with the store and the name of the node that runs next: save both (here, in a
-//! JSON file). After a crash, load them and run again with `RunOptions::start_at(next)`: the
-//! finished nodes do not run again, and the result is the one an uninterrupted run gives.
+//! miniflow keeps no files; it gives two hooks. `RunOptions::checkpoint` calls you after
+//! every node with the store and the path of the node that runs next: `checkout` for a node
+//! of the outer flow, `checkout/receipt` for one inside the nested flow `checkout`. Here both
+//! go into one row of an SQLite table, in one transaction. After a crash, a new process reads
+//! them back and runs with `RunOptions::start_at(path)`: the outer flow starts at its nested
+//! flow `checkout`, that flow at its node `receipt`, and when it ends the outer flow goes on.
+//! Nothing that had finished runs again: the card is charged once.
 //!
-//! This example bills a month of orders in five steps, three of them calling (simulated)
-//! services. It runs them three times: straight through; with a power cut after the third
-//! checkpoint; and as a fresh start that resumes from the file. Then it compares the invoices.
+//! A resumed run runs the node it names from its `prep`, so a crash inside a node runs that
+//! node again: keep each side effect in a node of its own (here `charge`), and a crash in a
+//! later node repeats none. Inside a batch flow or a parallel node no checkpoint is taken:
+//! such a node resumes as a whole, all its sub-runs again, so let its `prep` leave out the
+//! items the store already has results for.
 //!
-//! Run with: `cargo run --example durable` (the orders, the pricing and the checkpoint file
-//! are in `support/billing.rs`).
+//! The example plays both processes: it starts itself as a worker that takes an order and
+//! crashes (it exits on the spot) in `checkout/receipt`, after the payment; then it starts a
+//! second worker on the same database, which finds the checkpoint and finishes the order.
+//!
+//! Run with: `cargo run --example durable` (the order, the payment service and the SQLite
+//! table are in `support/billing.rs`).
 
-use std::collections::BTreeMap;
 use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use futures::channel::oneshot;
-use futures::future::{self, Either};
-use miniflow::{Action, Flow, Node, Params, Result, RunOptions, exec_fn, node_fn};
+use miniflow::{Action, Flow, Params, Result, RunOptions, exec_fn, node_fn};
 use serde::{Deserialize, Serialize};
-use support::billing::{self, Checkpoint, Finished, NETWORK, Order};
+use support::billing::{self, Checkpoints, Line};
 
 mod support;
 
-/// The pipeline: fetch → subtotal → discount → tax → publish. The two steps in the middle
-/// only compute, so they are plain functions; the others await a service.
-fn flow() -> Flow<Books> {
+/// The order's way through the shop: reserve → checkout → ship, where `checkout` is a nested
+/// flow: quote → charge → receipt. `charge` pays through the service that keeps `ledger`;
+/// with `crash`, `receipt` crashes the process.
+fn flow(ledger: PathBuf, crash: bool) -> Flow<Order> {
+    let mut checkout = Flow::new();
+    let steps = [
+        checkout.add("quote", node_fn(quote)),
+        checkout.add("charge", charge(ledger)),
+        checkout.add("receipt", receipt(crash)),
+    ];
+    checkout.chain(&steps);
+
     let mut flow = Flow::new();
     let steps = [
-        flow.add("fetch", fetch()),
-        flow.add("subtotal", node_fn(subtotal)),
-        flow.add("discount", node_fn(discount)),
-        flow.add("tax", tax()),
-        flow.add("publish", publish()),
+        flow.add("reserve", node_fn(reserve)),
+        flow.add("checkout", checkout),
+        flow.add("ship", node_fn(ship)),
     ];
     flow.chain(&steps);
     flow
 }
 
+/// The order every worker takes, and the key of its checkpoint in the database.
+const ORDER: &str = "A-1001";
+/// The payment service's record of its charges, beside the checkpoints' database.
+const LEDGER: &str = "payments.log";
+
 fn main() -> support::Main {
-    let flow = flow();
-    let path = std::env::temp_dir().join(format!("miniflow-durable-{}.json", std::process::id()));
-    let new_books = || Books { month: "2024-06".to_string(), ..Books::default() };
-
-    // Run 1: the reference, straight through.
-    println!("run 1: straight through");
-    let (mut reference, finished) = (new_books(), Finished::default());
-    smol::block_on(flow.run_with(&mut reference, RunOptions::new().observer(&finished)))?;
-    let all_nodes = finished.names();
-    println!("  nodes run: {}", all_nodes.join(", "));
-
-    // Run 2: the same, saving a checkpoint after every node, and losing power after the
-    // third. A power cut leaves no chance to react, and everything in memory is lost; in one
-    // process the nearest thing is to drop the run's future. The run stops at the `.await` it
-    // is at (in `tax`, waiting for the tax service), and none of its code runs again. (A real
-    // cut can also land in a `post`; resuming from the checkpoint before redoes that node.)
-    // `select` drives the run until the hook fires a one-shot channel, then hands it back.
-    println!("\nrun 2: saving a checkpoint after every node; the power goes out after the third");
-    println!("(checkpoints go to {})", path.display());
-    let (cut_power, power_cut) = oneshot::channel::<()>();
-    let (mut cut_power, mut saved) = (Some(cut_power), 0);
-    let (mut books, finished) = (new_books(), Finished::default());
-    let options = RunOptions::new().observer(&finished).checkpoint(|books: &Books, next: &str| {
-        // A save that fails stops the run (`FlowError::Checkpoint`): a durable run must not
-        // go on past a node whose result could not be saved.
-        billing::save(&path, books, next)?;
-        saved += 1;
-        println!("  -- checkpoint {saved} saved: `{next}` runs next");
-        if saved == 3 {
-            if let Some(cut) = cut_power.take() {
-                let _ = cut.send(()); // `select` below is listening
-            }
-        }
-        Ok(())
-    });
-    let run = Box::pin(flow.run_with(&mut books, options));
-    match smol::block_on(future::select(run, power_cut)) {
-        Either::Left((result, _)) => {
-            result?;
-            return Err("the run finished before the power cut".into());
-        }
-        Either::Right((_, run)) => drop(run), // the power cut: the run is gone, mid-node
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => supervise(),
+        ["--worker", dir] => work(Path::new(dir), false),
+        ["--worker", dir, "--crash"] => work(Path::new(dir), true),
+        _ => Err("usage: durable [--worker DIRECTORY [--crash]]".into()),
     }
-    drop(books); // and so is everything the program held in memory
-    let before_cut = finished.names();
-    println!("  -- power cut! finished before it: {}", before_cut.join(", "));
+}
 
-    // Run 3: the program starts again, finds the checkpoint, and resumes. It has nothing but
-    // the file: the store as the last finished node left it, and the name of the next node.
-    println!("\nrun 3: a fresh start that finds the checkpoint");
-    let Checkpoint { next, store: mut books } = billing::load::<Books>(&path)?;
-    println!("  loaded the checkpoint: resuming at `{next}`");
-    let finished = Finished::default();
-    let options = RunOptions::new()
-        .observer(&finished)
-        .start_at(&next)
-        .checkpoint(|books, next| billing::save(&path, books, next));
-    smol::block_on(flow.run_with(&mut books, options))?;
-    let after_cut = finished.names();
-    println!("  nodes run: {}", after_cut.join(", "));
-    // The run is over: the checkpoint (which still says "publish runs next", because the
-    // hook is not called at the end) must go, or the next start would publish again.
-    fs::remove_file(&path)?;
+/// Starts a worker, lets it crash, and starts another on the same database, as a service
+/// manager restarts a program that died.
+fn supervise() -> support::Main {
+    let dir = std::env::temp_dir().join(format!("miniflow-durable-{}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    let worker = |extra: &[&str]| -> std::io::Result<_> {
+        Command::new(std::env::current_exe()?).arg("--worker").arg(&dir).args(extra).status()
+    };
 
-    // Every node ran exactly once over runs 2 and 3, and the books match the reference.
-    let both: Vec<String> = before_cut.into_iter().chain(after_cut).collect();
-    assert_eq!(both, all_nodes, "the resumed run redid or skipped a node");
-    assert_eq!(books, reference, "the resumed run came out differently");
-    println!("\nruns 2 and 3 together ran each node once: {}", both.join(", "));
-    println!("resumed invoices equal the uninterrupted run's: {}", books == reference);
-    println!("receipt: {}", books.receipt.as_deref().unwrap_or("(none)"));
+    println!("process 1: a worker takes order {ORDER}, and will crash in `checkout/receipt`");
+    let first = worker(&["--crash"])?;
+    println!("process 1 died in the middle of the run ({first})");
+    println!("\nprocess 2: a new worker starts, on the same database");
+    let second = worker(&[])?;
+    let charged = billing::charges(&dir.join(LEDGER), ORDER);
+    fs::remove_dir_all(&dir)?; // the demo's files, in the temp directory
+    let charged = charged?;
+    println!("\ncharges for order {ORDER} in the payment service's own record: {charged}");
+    if first.success() || !second.success() || charged != 1 {
+        return Err("worker 1 should crash, worker 2 succeed, and the card be charged once".into());
+    }
     Ok(())
 }
 
-/// The shared store. Everything a later node needs must be in here, because after a crash
-/// this is all that is left: it derives `Serialize` and `Deserialize` to go into the file.
-/// Amounts are in cents, by customer (a `BTreeMap`, so the order is always the same).
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-struct Books {
-    month: String,
-    orders: Vec<Order>,
-    subtotals: BTreeMap<String, u64>,
-    discounted: BTreeMap<String, u64>,
-    invoices: BTreeMap<String, u64>, // with VAT: what each invoice says
-    receipt: Option<String>,         // the accounting service's, for the published invoices
+/// A worker: resumes the order from its checkpoint if the database has one, else starts it.
+fn work(dir: &Path, crash: bool) -> support::Main {
+    let flow = flow(dir.join(LEDGER), crash);
+    let mut checkpoints = Checkpoints::open(&dir.join("checkpoints.db"))?;
+    let (mut order, resume_at) = match checkpoints.load::<Order>(ORDER)? {
+        Some((order, next)) => {
+            println!("  found a checkpoint: resuming at `{next}`");
+            (order, Some(next))
+        }
+        None => {
+            println!("  no checkpoint: a new order");
+            let lines = billing::cart();
+            (Order { id: ORDER.to_string(), lines, ..Order::default() }, None)
+        }
+    };
+
+    let mut options = RunOptions::new().checkpoint(|order: &Order, next: &str| {
+        // A save that fails stops the run (`FlowError::Checkpoint`) before `next`.
+        checkpoints.save(&order.id, order, next)?;
+        println!("  -- saved: `{next}` runs next");
+        Ok(())
+    });
+    if let Some(path) = &resume_at {
+        options = options.start_at(path);
+    }
+    smol::block_on(flow.run_with(&mut order, options))?;
+    // The run ended: its last checkpoint names a node that already ran (`ship`). Kept, it
+    // would make the next start ship again.
+    checkpoints.discard(ORDER)?;
+    println!("  the run finished; its checkpoint is discarded");
+
+    let Order { id, charges, payment, receipt_sent, tracking, .. } = &order;
+    let s = if *charges == 1 { "" } else { "s" };
+    println!("order {id}: charged {charges} time{s} ({payment}), receipt sent: {receipt_sent}");
+    println!("order {id}: shipped, tracking {tracking}");
+    Ok(())
 }
 
-/// Downloads the month's orders from the shop.
-fn fetch() -> impl Node<Books> {
-    exec_fn(
-        |books: &Books, _| Ok(books.month.clone()),
-        |month| async move {
-            miniflow::sleep(NETWORK).await; // a call to the shop's API in real life
-            billing::orders(&month)
-        },
-        |books, _, orders: Vec<Order>| {
-            println!("  fetch     {} orders", orders.len());
-            books.orders = orders;
-            Ok(Action::DEFAULT)
-        },
-    )
+/// The shared store: one order. After a crash it is all that is left, so it holds everything
+/// the later nodes need, and derives `Serialize` and `Deserialize` to go into the database.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Order {
+    id: String,
+    lines: Vec<Line>,
+    reserved: bool,
+    total_cents: u64,
+    charges: u32,    // how many times the card was charged: once, however it goes
+    payment: String, // the payment service's id for the charge
+    receipt_sent: bool,
+    tracking: String, // the carrier's
 }
 
-/// Adds up what each customer ordered.
-fn subtotal(books: &mut Books, _: &Params) -> Result<Action> {
-    books.subtotals = billing::subtotals(&books.orders);
-    println!("  subtotal  {}", billing::amounts(&books.subtotals));
+/// Holds the items in the warehouse.
+fn reserve(order: &mut Order, _: &Params) -> Result<Action> {
+    order.reserved = true;
+    println!("  reserve   {} held in the warehouse", billing::describe(&order.lines));
     Ok(Action::DEFAULT)
 }
 
-/// Takes the volume discount off each subtotal.
-fn discount(books: &mut Books, _: &Params) -> Result<Action> {
-    books.discounted = billing::discounted(&books.subtotals);
-    println!("  discount  {}", billing::amounts(&books.discounted));
+/// Adds up what the customer pays.
+fn quote(order: &mut Order, _: &Params) -> Result<Action> {
+    let (subtotal, shipping) = (billing::subtotal(&order.lines), billing::SHIPPING_CENTS);
+    order.total_cents = subtotal + shipping;
+    let [subtotal, shipping, total] = [subtotal, shipping, order.total_cents].map(billing::money);
+    println!("  quote     {subtotal} + {shipping} shipping = {total}");
     Ok(Action::DEFAULT)
 }
 
-/// Asks the tax service for the VAT rate and adds VAT to every bill.
-fn tax() -> impl Node<Books> {
+/// Charges the card: the step that must never run twice, so it is a node of its own, and
+/// the checkpoint after it says that the payment is done.
+fn charge(ledger: PathBuf) -> impl miniflow::Node<Order> {
     exec_fn(
-        |books: &Books, _| Ok(books.discounted.clone()),
-        |bills| async move {
-            println!("  tax       asking the tax service for the VAT rate...");
-            miniflow::sleep(NETWORK).await; // the service answers with the rate
-            Ok(billing::with_vat(&bills, billing::VAT_PERCENT))
-        },
-        |books, _, invoices: BTreeMap<String, u64>| {
-            println!("  tax       {}", billing::amounts(&invoices));
-            books.invoices = invoices;
+        move |order: &Order, _| Ok((ledger.clone(), order.id.clone(), order.total_cents)),
+        |(ledger, id, cents)| async move { billing::charge_card(&ledger, &id, cents).await },
+        |order, (_, _, cents), payment: String| {
+            order.charges += 1;
+            println!("  charge    card charged {} ({payment})", billing::money(cents));
+            order.payment = payment;
             Ok(Action::DEFAULT)
         },
     )
 }
 
-/// Sends the invoices to the accounting service.
-///
-/// This is the one step with an effect outside the store. If the power goes out after the
-/// service has the invoices but before `post` has run, the resumed run sends them again; a
-/// real service would be told an idempotency key (the month would do) so that it ignores
-/// the repeat.
-fn publish() -> impl Node<Books> {
-    exec_fn(
-        |books: &Books, _| Ok((books.month.clone(), books.invoices.clone())),
-        |(month, invoices)| async move {
-            miniflow::sleep(NETWORK).await;
-            let total: u64 = invoices.values().sum();
-            Ok(format!("{month}: {} invoices, {} in all", invoices.len(), billing::money(total)))
-        },
-        |books, _, receipt: String| {
-            println!("  publish   {receipt}");
-            books.receipt = Some(receipt);
-            Ok(Action::DEFAULT)
-        },
-    )
+/// Emails the receipt. With `crash`, the process dies here instead, as in a power cut: no
+/// error, no unwinding, nothing saved; only what the database already holds survives.
+fn receipt(crash: bool) -> impl miniflow::Node<Order> {
+    node_fn(move |order: &mut Order, _| {
+        if crash {
+            println!("  receipt   the power goes out!");
+            std::process::exit(1);
+        }
+        order.receipt_sent = true;
+        println!("  receipt   emailed: {} paid", billing::money(order.total_cents));
+        Ok(Action::DEFAULT)
+    })
+}
+
+/// Hands the parcel to the carrier.
+fn ship(order: &mut Order, _: &Params) -> Result<Action> {
+    order.tracking = format!("TRK-{}", order.id);
+    println!("  ship      handed to the carrier, tracking {}", order.tracking);
+    Ok(Action::DEFAULT)
 }

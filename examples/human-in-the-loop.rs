@@ -2,14 +2,20 @@
 //!
 //! A model drafts a reply to a customer's email, and a person must approve it before it is
 //! sent. The person may answer in a minute or next week, so the flow does not wait for them:
-//! `ask_human`, finding no decision in the store, returns `"pause"`, an action the flow
-//! declares as an end (`Flow::end`). The run is over; the program saves the store and may
-//! exit. When the answer comes, a later session loads the store, writes the answer into it,
-//! and resumes the run at `ask_human` (`RunOptions::start_at`): `approve` sends the reply,
-//! `revise: <notes>` goes back to the draft with the notes, and the new draft pauses again.
+//! `notify` tells the reviewer that a draft awaits them, and `ask_human`, finding no decision
+//! in the store, returns `"pause"`, an action the flow declares as an end (`Flow::end`). The
+//! run is over; the program saves the store and may exit. When the answer comes, a later
+//! session loads the store, writes the answer into it, and resumes the run at `ask_human`
+//! (`RunOptions::start_at`): `approve` sends the reply, `revise: <notes>` goes back to the
+//! draft with the notes, and `later` pauses again.
 //!
-//! When stdin is a terminal you are the reviewer; otherwise a scripted reviewer first asks
-//! for a revision, then approves.
+//! A resumed run runs its first node again, from its `prep`. So the node that pauses only
+//! reads the store, and the side effect, the notification, is a node of its own *before* the
+//! pause: it has finished when the run resumes after it, and is not repeated. The reviewer
+//! hears once per draft, however many times the run is resumed.
+//!
+//! When stdin is a terminal you are the reviewer; otherwise a scripted reviewer first answers
+//! `later`, then asks for a revision, then approves.
 //!
 //! Run with: `cargo run --example human-in-the-loop`. Offline a stand-in drafts
 //! (`support/helpdesk.rs`, with the email, the prompt and the reviewer); set
@@ -30,10 +36,11 @@ const ASK_HUMAN: &str = "ask_human";
 /// The action that pauses the run until the person answers.
 const PAUSE: Action = Action::new("pause");
 
-/// The flow: draft → ask_human, which pauses, sends, or goes back to draft.
+/// The flow: draft → notify → ask_human, which pauses, sends, or goes back to draft.
 fn flow(model: Arc<dyn Model>) -> Flow<Ticket> {
     let mut flow = Flow::new();
     let draft = flow.add("draft", DraftReply { model });
+    let notify = flow.add("notify", node_fn(notify));
     let ask_human = flow.add(ASK_HUMAN, node_fn(ask_human));
     // Sending is a stand-in here; a real mail API call is I/O, and would be awaited in `exec`.
     let send = flow.add(
@@ -44,7 +51,7 @@ fn flow(model: Arc<dyn Model>) -> Flow<Ticket> {
             Ok("sent".into())
         }),
     );
-    flow.then(draft, ask_human).end(ask_human, PAUSE);
+    flow.chain(&[draft, notify, ask_human]).end(ask_human, PAUSE);
     flow.edge(ask_human, "approve", send).edge(ask_human, "revise", draft);
     flow
 }
@@ -53,7 +60,7 @@ fn main() -> support::Main {
     let flow = flow(support::model(helpdesk::stand_in())?);
     let mut reviewer = Reviewer::new();
 
-    // Session 1: the email arrives; the run drafts a reply and pauses for the reviewer.
+    // Session 1: the email arrives; the run drafts a reply, notifies the reviewer, and pauses.
     println!("session 1: a customer email arrives");
     let mut ticket = Ticket { email: helpdesk::EMAIL.to_string(), ..Ticket::default() };
     let mut ended = smol::block_on(flow.run(&mut ticket))?;
@@ -82,8 +89,12 @@ fn main() -> support::Main {
         "\nthe flow ended with {ended:?} after {session} sessions and {} drafts",
         ticket.version
     );
+    println!("notifications sent: {}, for {} drafts", ticket.notifications, ticket.version);
     println!("sent: {}", ticket.sent);
-    Ok(())
+    match ticket.notifications == ticket.version {
+        true => Ok(()),
+        false => Err("a resumed run notified the reviewer again".into()),
+    }
 }
 
 /// The shared store: one support ticket. It is saved between sessions, so it derives
@@ -97,15 +108,27 @@ struct Ticket {
     version: u32,
     /// What the reviewer asked to change, for the next draft.
     notes: Option<String>,
+    /// How many times the reviewer was told that a draft awaits them.
+    notifications: u32,
     /// The reviewer's answer, once there is one; `ask_human` takes it out.
     decision: Option<Decision>,
     sent: bool,
 }
 
-/// Pauses the run until there is a decision, then routes on it.
+/// Tells the reviewer that a draft awaits them: the side effect, in a node of its own before
+/// the pause, so that resuming at `ask_human` never repeats it. (A real notification, an
+/// email or a chat message, is I/O, and would be awaited in `exec`.)
+fn notify(ticket: &mut Ticket, _: &Params) -> Result<Action> {
+    ticket.notifications += 1;
+    println!("  notified the reviewer: draft v{} awaits review", ticket.version);
+    Ok(Action::DEFAULT)
+}
+
+/// Pauses the run until there is a decision, then routes on it. It only reads and writes
+/// the store, so running it again on every resume is harmless.
 fn ask_human(ticket: &mut Ticket, _: &Params) -> Result<Action> {
     Ok(match ticket.decision.take() {
-        None => PAUSE, // no answer yet: end the run here, to resume here later
+        None | Some(Decision::Later) => PAUSE, // no answer yet: end the run here, to resume here
         Some(Decision::Approve) => "approve".into(),
         Some(Decision::Revise(notes)) => {
             ticket.notes = Some(notes);

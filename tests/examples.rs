@@ -263,16 +263,33 @@ fn durable() {
     assert_lines(
         &out,
         &[
-            "  nodes run: fetch, subtotal, discount, tax, publish",
-            "  -- checkpoint 3 saved: `tax` runs next",
-            "  -- power cut! finished before it: fetch, subtotal, discount",
-            "  loaded the checkpoint: resuming at `tax`",
-            "  nodes run: tax, publish",
-            "runs 2 and 3 together ran each node once: fetch, subtotal, discount, tax, publish",
-            "resumed invoices equal the uninterrupted run's: true",
-            "receipt: 2024-06: 3 invoices, 313.07 in all",
+            "process 1: a worker takes order A-1001, and will crash in `checkout/receipt`",
+            "  no checkpoint: a new order",
+            "  reserve   2 × Aurora desk lamp held in the warehouse",
+            "  -- saved: `checkout` runs next",
+            "  quote     49.98 + 4.99 shipping = 54.97",
+            "  -- saved: `checkout/charge` runs next",
+            "  charge    card charged 54.97 (pay_A-1001)",
+            "  -- saved: `checkout/receipt` runs next",
+            "  receipt   the power goes out!",
+            "process 1 died in the middle of the run (exit status: 1)",
+            "process 2: a new worker starts, on the same database",
+            "  found a checkpoint: resuming at `checkout/receipt`",
+            "  receipt   emailed: 54.97 paid",
+            "  -- saved: `ship` runs next",
+            "  ship      handed to the carrier, tracking TRK-A-1001",
+            "  the run finished; its checkpoint is discarded",
+            "order A-1001: charged 1 time (pay_A-1001), receipt sent: true",
+            "order A-1001: shipped, tracking TRK-A-1001",
+            "charges for order A-1001 in the payment service's own record: 1",
         ],
     );
+    // The second process resumed inside the nested flow: nothing before the crash ran twice.
+    for node in ["  reserve ", "  quote ", "  charge ", "  ship "] {
+        let runs = out.lines().filter(|line| line.starts_with(node)).count();
+        assert_eq!(runs, 1, "{node:?} ran {runs} times in:\n{out}");
+    }
+    assert_eq!(out.lines().filter(|line| line.starts_with("  receipt ")).count(), 2, "{out}");
 }
 
 #[test]
@@ -281,16 +298,32 @@ fn human_in_the_loop() {
     assert_lines(
         &out,
         &[
+            "session 1: a customer email arrives",
             "  drafted reply v1",
+            "  notified the reviewer: draft v1 awaits review",
             "  paused at `ask_human`, ticket saved",
             "session 2: the reviewer reads draft v1",
+            "  reviewer (scripted): later",
+            "  paused at `ask_human`, ticket saved",
+            "session 3: the reviewer reads draft v1",
             "  reviewer (scripted): revise: Say when the refund will arrive (within 5 business days), and that she does not need to send the lamp back.",
             "  drafted reply v2",
+            "  notified the reviewer: draft v2 awaits review",
+            "  paused at `ask_human`, ticket saved",
+            "session 4: the reviewer reads draft v2",
             "  reviewer (scripted): approve",
             "  sent reply v2 to the customer",
-            "the flow ended with \"sent\" after 3 sessions and 2 drafts",
+            "the flow ended with \"sent\" after 4 sessions and 2 drafts",
+            "notifications sent: 2, for 2 drafts",
+            "sent: true",
         ],
     );
+    // Resuming at `ask_human` re-runs none of the nodes before it: one notification per draft,
+    // however many sessions a draft waits through.
+    let notified = |draft: &str| out.lines().filter(|line| line.trim() == draft).count();
+    assert_eq!(notified("notified the reviewer: draft v1 awaits review"), 1, "{out}");
+    assert_eq!(notified("notified the reviewer: draft v2 awaits review"), 1, "{out}");
+    assert_eq!(out.lines().filter(|line| line.contains("paused at")).count(), 3, "{out}");
 }
 
 #[test]

@@ -1,81 +1,46 @@
-//! What `examples/durable.rs` bills and how it keeps its checkpoints: the month's orders, the
-//! pricing rules, money formatting, the checkpoint file, and an observer that notes which
-//! nodes ran.
+//! What `examples/durable.rs` sells and where it keeps its runs: the order, its prices, a
+//! stand-in for the payment service, and the SQLite table of checkpoints.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use miniflow::{Event, Observer, Result};
-use serde::{Deserialize, Serialize};
+use miniflow::Result;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-/// How long the simulated shop, tax and accounting services take to answer.
+/// How long the simulated payment service takes to answer.
 pub const NETWORK: Duration = Duration::from_millis(10);
 
-/// Customers who spend at least this much (in cents) get [`DISCOUNT_PERCENT`] off.
-const DISCOUNT_FROM: u64 = 10_000; // 100.00
-const DISCOUNT_PERCENT: u64 = 10;
+/// What shipping costs, in cents, whatever the order.
+pub const SHIPPING_CENTS: u64 = 4_99;
 
-/// The VAT rate the tax service answers with.
-pub const VAT_PERCENT: u64 = 20;
-
-/// One line of an order. Money is in whole cents, so that runs can be compared exactly.
+/// One line of an order. Money is in whole cents, so that sums are exact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Order {
-    /// Who ordered.
-    pub customer: String,
+pub struct Line {
+    /// What was ordered.
+    pub item: String,
     /// How many.
     pub quantity: u64,
     /// The price of one, in cents.
     pub unit_cents: u64,
 }
 
-/// The shop's orders for `month`: what its API would answer.
-pub fn orders(month: &str) -> Result<Vec<Order>> {
-    let order = |customer: &str, quantity, unit_cents| Order {
-        customer: customer.to_string(),
-        quantity,
-        unit_cents,
-    };
-    match month {
-        "2024-06" => Ok(vec![
-            order("ada", 2, 45_00),
-            order("bob", 4, 12_00),
-            order("ada", 1, 12_00),
-            order("cy", 1, 89_99),
-            order("bob", 1, 18_50),
-            order("cy", 2, 12_00),
-        ]),
-        other => Err(format!("the shop has no orders for {other:?}").into()),
-    }
+/// The lines of the order the example takes: two desk lamps.
+pub fn cart() -> Vec<Line> {
+    vec![Line { item: "Aurora desk lamp".to_string(), quantity: 2, unit_cents: 24_99 }]
 }
 
-/// What each customer ordered, in all.
-pub fn subtotals(orders: &[Order]) -> BTreeMap<String, u64> {
-    let mut subtotals = BTreeMap::new();
-    for order in orders {
-        *subtotals.entry(order.customer.clone()).or_default() += order.quantity * order.unit_cents;
-    }
-    subtotals
+/// What the lines cost, shipping left out.
+pub fn subtotal(lines: &[Line]) -> u64 {
+    lines.iter().map(|line| line.quantity * line.unit_cents).sum()
 }
 
-/// Each bill after the volume discount: [`DISCOUNT_PERCENT`] off from [`DISCOUNT_FROM`] up.
-pub fn discounted(bills: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    let off = |cents| if cents >= DISCOUNT_FROM { percent(cents, DISCOUNT_PERCENT) } else { 0 };
-    bills.iter().map(|(who, &cents)| (who.clone(), cents - off(cents))).collect()
-}
-
-/// Each bill with `vat_percent` % of VAT added.
-pub fn with_vat(bills: &BTreeMap<String, u64>, vat_percent: u64) -> BTreeMap<String, u64> {
-    bills.iter().map(|(who, &cents)| (who.clone(), cents + percent(cents, vat_percent))).collect()
-}
-
-/// `percent` % of `cents`, rounded to the nearest cent (halves up).
-fn percent(cents: u64, percent: u64) -> u64 {
-    (cents * percent + 50) / 100
+/// The lines as "2 × Aurora desk lamp".
+pub fn describe(lines: &[Line]) -> String {
+    let each = lines.iter().map(|line| format!("{} × {}", line.quantity, line.item));
+    each.collect::<Vec<_>>().join(", ")
 }
 
 /// Cents as "123.45".
@@ -83,59 +48,90 @@ pub fn money(cents: u64) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
 
-/// Each customer's amount: "ada 102.00, bob 66.50".
-pub fn amounts(bills: &BTreeMap<String, u64>) -> String {
-    let each = bills.iter().map(|(who, &cents)| format!("{who} {}", money(cents)));
-    each.collect::<Vec<_>>().join(", ")
-}
-
-/// What a checkpoint file holds: the store, and the node to resume at.
-#[derive(Serialize, Deserialize)]
-pub struct Checkpoint<S> {
-    /// The node that runs next.
-    pub next: String,
-    /// The store as the last finished node left it.
-    pub store: S,
-}
-
-/// Saves a checkpoint so that a crash at any moment leaves either the old file or the new
-/// one, never half of one: write a temporary file, flush it to the disk, then rename it over
-/// the old one (a rename within one directory is atomic).
+/// The payment service: charges the customer's card `cents` for `order`, and answers with the
+/// payment's id.
 ///
-/// The checkpoint hook is synchronous and the run waits for it, on the executor's thread.
-/// A small local file is fine there; a service that saves to a slow disk or over the network
-/// would rather hand the store to a writer task (through a channel) and keep the hook quick.
-pub fn save<S: Serialize>(path: &Path, store: &S, next: &str) -> Result<()> {
-    let checkpoint = Checkpoint { next: next.to_string(), store };
-    let temp = path.with_extension("json.tmp");
-    let mut file = fs::File::create(&temp)?;
-    file.write_all(&serde_json::to_vec_pretty(&checkpoint)?)?;
-    file.sync_all()?;
-    fs::rename(&temp, path)?;
-    Ok(())
+/// The stand-in keeps its own record of every charge, a line each in the file `ledger`: like
+/// a real service's, it is outside the store and the checkpoints, so a card charged twice
+/// shows there whatever the store says (see [`charges`]).
+///
+/// A real service is also given an idempotency key (the order's id would do), and answers a
+/// second charge with the same key with the first one's id, taking no money. That covers the
+/// one gap a checkpoint leaves: a crash after the service took the money but before the
+/// node's `post` ran, when the resumed run charges again. The stand-in takes no key, so that
+/// a repeat would show.
+pub async fn charge_card(ledger: &Path, order: &str, cents: u64) -> Result<String> {
+    miniflow::sleep(NETWORK).await;
+    let mut file = OpenOptions::new().create(true).append(true).open(ledger)?;
+    writeln!(file, "{order} {cents}")?;
+    Ok(format!("pay_{order}"))
 }
 
-/// Reads back what [`save`] wrote.
-pub fn load<S: for<'de> Deserialize<'de>>(path: &Path) -> Result<Checkpoint<S>> {
-    let text = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(serde_json::from_slice(&text)?)
+/// How many times the payment service charged a card for `order`, by its own record.
+pub fn charges(ledger: &Path, order: &str) -> Result<usize> {
+    let record = match fs::read_to_string(ledger) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        other => other?,
+    };
+    Ok(record.lines().filter(|line| line.split(' ').next() == Some(order)).count())
 }
 
-/// An observer that notes the name of every node that finishes, to show which ran.
-#[derive(Default)]
-pub struct Finished(Mutex<Vec<String>>);
+/// The checkpoints of unfinished runs, one row per run, in an SQLite database.
+pub struct Checkpoints(Connection);
 
-impl Observer for Finished {
-    fn event(&self, event: &Event<'_>) {
-        if let Event::NodeEnd { node, .. } = event {
-            self.0.lock().unwrap().push(node.to_string());
+impl Checkpoints {
+    /// Opens the database at `path`, creating it and its table if they are not there yet.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Connection::open(path)?;
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS checkpoints (
+                run   TEXT PRIMARY KEY, -- which run: here, the order's id
+                next  TEXT NOT NULL,    -- the path of the node that runs next
+                store TEXT NOT NULL     -- the store, as JSON
+            )",
+            [],
+        )?;
+        Ok(Checkpoints(db))
+    }
+
+    /// Saves `store` and the path of the `next` node as run `run`'s checkpoint, replacing the
+    /// one before, in one transaction: a crash at any moment leaves the old row or the new
+    /// one, never the store of one checkpoint with the next node of another. The commit
+    /// returns once SQLite has the row on the disk.
+    ///
+    /// The checkpoint hook is synchronous and the run waits for it, on the executor's thread.
+    /// A local database is fine there; one over the network would rather be handed the store
+    /// through a channel, by a quick hook, and written by a task of its own.
+    pub fn save<S: Serialize>(&mut self, run: &str, store: &S, next: &str) -> Result<()> {
+        let store = serde_json::to_string(store)?;
+        let transaction = self.0.transaction()?;
+        transaction.execute(
+            "INSERT INTO checkpoints (run, next, store) VALUES (?1, ?2, ?3)
+             ON CONFLICT (run) DO UPDATE SET next = excluded.next, store = excluded.store",
+            params![run, next, store],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Run `run`'s checkpoint, if it has one: its store, and the path of the node to resume at.
+    pub fn load<S: DeserializeOwned>(&self, run: &str) -> Result<Option<(S, String)>> {
+        let row = self
+            .0
+            .query_row("SELECT store, next FROM checkpoints WHERE run = ?1", [run], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((store, next)) => Ok(Some((serde_json::from_str(&store)?, next))),
         }
     }
-}
 
-impl Finished {
-    /// The nodes that finished, in order.
-    pub fn names(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
+    /// Deletes run `run`'s checkpoint: the run has ended, and its last checkpoint names a node
+    /// that already ran.
+    pub fn discard(&mut self, run: &str) -> Result<()> {
+        self.0.execute("DELETE FROM checkpoints WHERE run = ?1", [run])?;
+        Ok(())
     }
 }

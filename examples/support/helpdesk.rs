@@ -40,14 +40,19 @@ pub enum Decision {
     Approve,
     /// Rewrite it, following these notes.
     Revise(String),
+    /// Not now: the run pauses again, and asks no one twice.
+    Later,
 }
 
 impl Decision {
-    /// Reads `approve` or `revise: <notes>` (any case, spaces around it are fine).
+    /// Reads `approve`, `revise: <notes>` or `later` (any case, spaces around it are fine).
     pub fn parse(answer: &str) -> Option<Decision> {
         let answer = answer.trim();
         if answer.eq_ignore_ascii_case("approve") {
             return Some(Decision::Approve);
+        }
+        if answer.eq_ignore_ascii_case("later") {
+            return Some(Decision::Later);
         }
         let (word, notes) = answer.split_once(':')?;
         let notes = notes.trim();
@@ -66,11 +71,12 @@ pub enum Reviewer {
 
 impl Reviewer {
     /// The person if stdin is a terminal; the script otherwise, so that the example runs
-    /// unattended (in CI, or with stdin at /dev/null): first a revision, then approval.
+    /// unattended (in CI, or with stdin at /dev/null): not now, then a revision, then approval.
     pub fn new() -> Self {
         match io::stdin().is_terminal() {
             true => Reviewer::Person,
             false => Reviewer::Scripted(VecDeque::from([
+                "later",
                 "revise: Say when the refund will arrive (within 5 business days), and that \
                  she does not need to send the lamp back.",
                 "approve",
@@ -88,7 +94,7 @@ impl Reviewer {
     pub fn decide(&mut self) -> Result<Decision> {
         match self {
             Reviewer::Person => loop {
-                print!("  your decision (`approve`, or `revise: <notes>`): ");
+                print!("  your decision (`approve`, `revise: <notes>` or `later`): ");
                 io::stdout().flush()?;
                 let mut answer = String::new();
                 if io::stdin().lock().read_line(&mut answer)? == 0 {
@@ -96,7 +102,9 @@ impl Reviewer {
                 }
                 match Decision::parse(&answer) {
                     Some(decision) => return Ok(decision),
-                    None => println!("  please answer `approve` or `revise: <what to change>`"),
+                    None => {
+                        println!("  please answer `approve`, `revise: <what to change>` or `later`")
+                    }
                 }
             },
             Reviewer::Scripted(answers) => {
