@@ -350,7 +350,7 @@ impl<S> Flow<S> {
 
     /// Checks the flow and every flow nested in it for the mistakes a run would report before
     /// running anything: no nodes, nodes that can never run because no edge leads to them from
-    /// the start, flows nested deeper than [`MAX_DEPTH`], and entry points in a nested flow;
+    /// the start, and flows nested deeper than [`MAX_DEPTH`];
     /// each is a [`FlowError::InvalidConfig`] that names the flow and says how to fix it.
     ///
     /// Every run does this check before running anything (once per run, for the whole tree of
@@ -570,7 +570,8 @@ impl<S: Send> Flow<S> {
     }
 
     /// The run loop: visit a node, follow its action, repeat. `start` (the start node by
-    /// default) and `save` are given for the outermost flow of a run only.
+    /// default; a path `"sub/z"` enters the nested flow `sub` at `z`) and `save` (the checkpoint
+    /// hook) come from the run, through the nested flows it enters.
     pub(crate) async fn run_in(
         &self,
         mut store: Store<'_, S>,
@@ -802,8 +803,9 @@ impl<'o, S> RunOptions<'o, S> {
     /// how it ended).
     ///
     /// The nodes of nested flows count, so for `a → sub(x → pay → z) → b` the hook is called
-    /// with `"sub"`, `"sub/pay"`, `"sub/z"` and `"b"`; a run resumed at any of them re-runs
-    /// nothing that had finished. The sub-runs of a batch flow and the branches of a parallel
+    /// with `"sub"` (the nested flow itself, which a resumed run starts from its start),
+    /// `"sub/pay"`, `"sub/z"` and `"b"`; a run resumed at any of them re-runs nothing that had
+    /// finished. The sub-runs of a batch flow and the branches of a parallel
     /// node are not saved one by one: the hook is called before and after such a node, which
     /// resumes as a whole.
     ///
