@@ -1,23 +1,30 @@
 //! Map-reduce: judge a pile of résumés one by one (the map), then sum up the verdicts (the
-//! reduce).
+//! reduce), going on without the résumés that could not be judged.
 //!
-//! The map is a [`BatchNode`]: `prep` lists the résumés, `exec` asks a model about one of
-//! them and parses the answer into a verdict, and `post` stores the verdicts in the order of
-//! the résumés. Up to three résumés are with the model at once. The reduce is a plain step
-//! ([`node_fn`]) that reads every verdict and writes the summary. Each model call stays small
-//! and independent, so it can be retried alone, and the counting is left to ordinary code.
+//! The map is a [`BatchAsyncFlow`]: its prep gives each résumé a params set, and it runs a
+//! small flow, one `judge` node, once per set, up to three at once. `judge` asks a model about
+//! its résumé and parses the answer into a verdict. The reduce is a plain step ([`node_fn`])
+//! that reads the verdicts and writes the summary. Each model call stays small and
+//! independent, so it can be retried alone, and the counting is left to ordinary code.
 //!
-//! The answer is parsed in `exec`, so an answer that does not parse is a failed attempt and
-//! is asked again, like a dropped connection would be.
+//! One failed résumé must not lose the others' verdicts, so the map's post is a
+//! [`post_outcomes`](BatchAsyncFlow::post_outcomes): every sub-run runs to its end, and the
+//! post sees each one's action or error, in the order of the résumés. Each error names its
+//! sub-run by path (`evaluate[6]/judge`). Offline, two fail: one file is empty (`prep`
+//! refuses it), and about one candidate the model never says yes or no (the answer is parsed
+//! in `exec`, so a bad answer is a failed attempt, asked again up to three times in all).
 //!
 //! Run with: `cargo run --example map-reduce`. Offline, a stand-in judges the résumés
 //! (`support/resumes.rs`, with the prompt and the parser); set `MINIFLOW_BASE_URL` and
 //! `MINIFLOW_MODEL` to ask a real model (see `support/mod.rs`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use miniflow::{Action, BatchNode, Ctx, Error, Flow, Params, Result, node_fn};
+use miniflow::{
+    Action, BatchAsyncFlow, Ctx, Error, Flow, FlowError, Node, Params, Result, node_fn,
+};
 use support::Model;
 use support::resumes::{self, Resume};
 
@@ -26,29 +33,43 @@ mod support;
 fn main() -> support::Main {
     let model = support::model(resumes::stand_in())?;
 
+    // The map: a run of `judge` per résumé, three at once; its post sees how each one ended.
+    let mut judge = Flow::new();
+    judge.add("judge", Judge { model });
+    let map = BatchAsyncFlow::new(judge, |store: &Store, _: &Params| {
+        Ok((0..store.resumes.len()).map(|i| Params::new().with("resume", i)).collect())
+    })
+    .max_in_flight(3) // faster than one by one, without flooding the server with the pile
+    .post_outcomes(note_failures);
+
     // The map, then the reduce.
     let mut flow = Flow::new();
-    let evaluate = flow.add("evaluate", Evaluate { model });
+    let evaluate = flow.add("evaluate", map);
     let summarise = flow.add("summarise", node_fn(summarise));
     flow.then(evaluate, summarise);
 
-    let mut store = Store { resumes: resumes::all(), verdicts: Vec::new(), summary: String::new() };
+    let mut store = Store { resumes: resumes::all(), ..Store::default() };
     smol::block_on(flow.run(&mut store))?;
 
-    for verdict in &store.verdicts {
+    for verdict in store.verdicts.values() {
         let mark = if verdict.qualified { "qualified" } else { "not qualified" };
         println!("{}: {mark} ({})", verdict.name, verdict.reason);
+    }
+    for failure in &store.failures {
+        println!("{failure}");
     }
     println!("{}", store.summary);
     Ok(())
 }
 
-/// The shared store: the résumés, a verdict per résumé, and the summary.
-#[derive(Debug)]
+/// The shared store: the résumés, then what became of each.
+#[derive(Debug, Default)]
 struct Store {
     resumes: Vec<Resume>,
-    /// One verdict per résumé, in the same order.
-    verdicts: Vec<Verdict>,
+    /// The verdicts by résumé index: concurrent sub-runs each write their own.
+    verdicts: BTreeMap<usize, Verdict>,
+    /// A line for each résumé that could not be judged: whose, and why.
+    failures: Vec<String>,
     summary: String,
 }
 
@@ -60,41 +81,34 @@ struct Verdict {
     reason: String,
 }
 
-/// The map: one model call per résumé.
-struct Evaluate {
+/// The map's step: one model call about the résumé its sub-run's params name.
+struct Judge {
     model: Arc<dyn Model>,
 }
 
-impl BatchNode<Store> for Evaluate {
-    type Item = Resume;
+impl Node<Store> for Judge {
+    type Prep = (usize, Resume);
     type Output = Verdict;
 
-    fn prep(&self, store: &Store, _params: &Params) -> Result<Vec<Resume>> {
-        Ok(store.resumes.clone())
+    fn prep(&self, store: &Store, params: &Params) -> Result<(usize, Resume)> {
+        let i = params.get_as::<usize>("resume")?;
+        let resume = store.resumes.get(i).ok_or_else(|| format!("no résumé {i}"))?;
+        match resume.text.trim().is_empty() {
+            true => Err("the file is empty".into()),
+            false => Ok((i, resume.clone())),
+        }
     }
 
-    async fn exec(&self, resume: &Resume, _cx: Ctx<'_>) -> Result<Verdict> {
+    async fn exec(&self, (_, resume): &(usize, Resume), _: Ctx<'_>) -> Result<Verdict> {
         let answer = self.model.ask(&resumes::prompt(resume)).await?;
-        let (qualified, reason) = resumes::parse(&answer)
-            .map_err(|what| format!("the answer about {} {what}: {answer:?}", resume.name))?;
+        let (qualified, reason) =
+            resumes::parse(&answer).map_err(|what| format!("the answer {what}: {answer:?}"))?;
         Ok(Verdict { name: resume.name.clone(), qualified, reason })
     }
 
-    fn post(
-        &self,
-        store: &mut Store,
-        _params: &Params,
-        _resumes: Vec<Resume>,
-        verdicts: Vec<Verdict>,
-    ) -> Result<Action> {
-        store.verdicts = verdicts;
+    fn post(&self, store: &mut Store, (i, _): (usize, Resume), verdict: Verdict) -> Result<Action> {
+        store.verdicts.insert(i, verdict);
         Ok(Action::DEFAULT)
-    }
-
-    /// Up to three résumés with the model at once: faster than one by one, without flooding
-    /// the server with the whole pile.
-    fn max_in_flight(&self) -> usize {
-        3
     }
 
     /// Three tries per résumé: a model that formatted one answer badly often gets it right
@@ -110,12 +124,31 @@ impl BatchNode<Store> for Evaluate {
     }
 }
 
-/// The reduce: counts the qualified candidates and names them.
+/// The map's post, once every sub-run has ended: notes each one that failed, with its
+/// error's whole chain (`{:#}`), and goes on to the reduce with the rest.
+fn note_failures(
+    store: &mut Store,
+    _sets: Vec<Params>,
+    outcomes: Vec<Result<Action, FlowError>>,
+) -> Result<Action> {
+    // One sub-run per résumé, in the same order.
+    for (resume, outcome) in store.resumes.iter().zip(outcomes) {
+        if let Err(error) = outcome {
+            store.failures.push(format!("{}: not judged: {error:#}", resume.name));
+        }
+    }
+    Ok(Action::DEFAULT)
+}
+
+/// The reduce: counts the qualified candidates among those judged, and names them.
 fn summarise(store: &mut Store, _params: &Params) -> Result<Action> {
     let qualified: Vec<&str> =
-        store.verdicts.iter().filter(|v| v.qualified).map(|v| v.name.as_str()).collect();
+        store.verdicts.values().filter(|v| v.qualified).map(|v| v.name.as_str()).collect();
     let names = if qualified.is_empty() { "nobody".to_string() } else { qualified.join(", ") };
-    let (yes, all) = (qualified.len(), store.verdicts.len());
-    store.summary = format!("{yes} of {all} candidates qualify: {names}");
+    let (yes, judged) = (qualified.len(), store.verdicts.len());
+    store.summary = format!("{yes} of {judged} candidates judged qualify: {names}");
+    if !store.failures.is_empty() {
+        store.summary += &format!("; {} résumé(s) could not be judged", store.failures.len());
+    }
     Ok(Action::DEFAULT)
 }

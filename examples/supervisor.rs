@@ -2,28 +2,28 @@
 //! sends a bad answer back for another try.
 //!
 //! Flows are nodes: the agent (`decide` ⇄ `search`, then `answer`) is a flow of its own, added
-//! to the outer flow like a single step, and its last action leads on to `supervisor`. There
-//! a model reviews the answer; a rejection goes into the store with its reason, and `"retry"`
+//! to the outer flow like a single step, and its last action leads on to `supervisor`. There a
+//! model reviews the answer; a rejection goes into the store with its reason, and `"retry"`
 //! runs the agent again. Offline, the first answer is unsafe (it mixes bleach with vinegar);
-//! the second is approved.
+//! the second is approved. Each visit of the agent has a deadline ([`Flow::timeout`]): past it,
+//! the agent is dropped where it waits, and the run fails with [`FlowError::Timeout`].
 //!
-//! Run with: `cargo run --example supervisor`. Offline a stand-in answers and reviews
-//! (`support/kettle.rs`, with the documents, prompts and parsers); set `MINIFLOW_BASE_URL`
-//! and `MINIFLOW_MODEL` to use a real model (see `support/mod.rs`).
+//! Run with: `cargo run --example supervisor` (add `-- --stall` and the model hangs instead of
+//! writing its second answer). Offline a stand-in answers and reviews (`support/kettle.rs`);
+//! set `MINIFLOW_BASE_URL` and `MINIFLOW_MODEL` to use a real model (see `support/mod.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use miniflow::{Action, Ctx, Error, Flow, Node, Params, Result, RunOptions};
-use support::kettle::{self, Verdict};
-use support::{Model, text};
+use miniflow::{Action, Ctx, Error, Flow, FlowError, Node, Params, Result, RunOptions};
+use support::{Model, kettle, text};
 
 mod support;
 
 const MAX_REJECTIONS: usize = 3; // then the supervisor gives up
 
 fn main() -> support::Main {
-    let model = support::model(kettle::stand_in())?;
+    let model = kettle::stall_if_asked(support::model(kettle::stand_in())?); // hangs with `--stall`
 
     // The agent, a flow of its own: decide ⇄ search, then answer.
     let mut agent = Flow::new();
@@ -40,16 +40,19 @@ fn main() -> support::Main {
     // The agent ends with its `answer` node's "default"; "retry" runs it again from its start.
     flow.then(agent, supervisor).edge(supervisor, "retry", agent);
     flow.end(supervisor, "approved").end(supervisor, "give_up");
+    flow.timeout(agent, kettle::deadline()); // per visit: 200 ms offline, minutes with a server
 
     let mut desk = Desk { question: kettle::QUESTION.into(), ..Desk::default() };
     println!("question: {}", desk.question);
-    // Models drive both loops, so bound the run: every node counts, nested ones too.
-    let last = smol::block_on(flow.run_with(&mut desk, RunOptions::new().max_steps(40)))?;
-
-    println!("the run ended with {last:?} after {} rejection(s)", desk.rejected.len());
-    match (last == "approved", &desk.answer) {
-        (true, Some(answer)) => println!("final answer: {answer}"),
-        _ => return Err(format!("no answer was approved in {MAX_REJECTIONS} tries").into()),
+    // Models drive both loops, so bound the run: every node counts, nested ones too. The agent's
+    // nodes run in this same run, so this limit and the agent's deadline both apply to them.
+    let run = smol::block_on(flow.run_with(&mut desk, RunOptions::new().max_steps(40)));
+    let rejected = desk.rejected.len();
+    match run {
+        Ok(last) => println!("the run ended with {last:?} after {rejected} rejection(s)"),
+        // Dropped where it waited, the agent left the store as its last finished `post` did.
+        Err(error @ FlowError::Timeout { .. }) => println!("the agent ran out of time: {error}"),
+        Err(error) => Err(error)?,
     }
     Ok(())
 }
@@ -116,8 +119,7 @@ impl Node<Desk> for Search {
         Ok(found)
     }
 
-    fn post(&self, desk: &mut Desk, query: String, mut found: Vec<String>) -> Result<Action> {
-        found.retain(|note| !desk.notes.contains(note)); // keep each document once
+    fn post(&self, desk: &mut Desk, query: String, found: Vec<String>) -> Result<Action> {
         desk.notes.extend(found);
         desk.searches.push(query);
         Ok(Action::DEFAULT)
@@ -164,28 +166,26 @@ struct Supervisor {
 
 impl Node<Desk> for Supervisor {
     type Prep = String;
-    type Output = Verdict;
+    type Output = kettle::Verdict;
 
     fn prep(&self, desk: &Desk, _: &Params) -> Result<String> {
         let answer = desk.answer.as_deref().ok_or("no answer to review: the agent runs first")?;
         Ok(kettle::review_prompt(&desk.question, &desk.notes, answer))
     }
 
-    async fn exec(&self, prompt: &String, _: Ctx<'_>) -> Result<Verdict> {
+    async fn exec(&self, prompt: &String, _: Ctx<'_>) -> Result<kettle::Verdict> {
         kettle::parse_verdict(&self.model.ask(prompt).await?)
     }
 
-    fn post(&self, desk: &mut Desk, _: String, verdict: Verdict) -> Result<Action> {
+    fn post(&self, desk: &mut Desk, _: String, verdict: kettle::Verdict) -> Result<Action> {
         if verdict.approved {
             println!("supervisor: approved: {}", verdict.reason);
             return Ok("approved".into());
         }
         desk.rejected.push((desk.answer.take().unwrap_or_default(), verdict.reason.clone()));
-        // A reviewer that rejects everything would send the agent round for ever.
-        let (what, action) = match desk.rejected.len() >= MAX_REJECTIONS {
-            true => ("giving up", "give_up"),
-            false => ("back to the agent", "retry"),
-        };
+        let give_up = desk.rejected.len() >= MAX_REJECTIONS; // not round and round for ever
+        let (what, action) =
+            if give_up { ("giving up", "give_up") } else { ("back to the agent", "retry") };
         println!("supervisor: rejected, {what}: {}", verdict.reason);
         Ok(action.into())
     }

@@ -114,8 +114,13 @@ fn map_reduce() {
             "Ana Lima: qualified (six years of Rust and Go services run in production)",
             "Ben Okafor: not qualified (a designer with no backend experience)",
             "Chen Wei: qualified (five years of C++ and Rust, and owns a production system)",
+            "Dara Novak: not qualified (no professional experience yet, only side projects)",
             "Eli Brandt: qualified (five years of Go and of running production services)",
-            "3 of 6 candidates qualify: Ana Lima, Chen Wei, Eli Brandt",
+            "Farah Haddad: not qualified (works in SQL and Python and runs no services)",
+            // The failed sub-runs, by path, in input order: one in prep, one after its retries.
+            "Gus Ortiz: not judged: node `evaluate[6]/judge` failed in prep: the file is empty",
+            "Hana Sato: not judged: node `evaluate[7]/judge` failed in exec after 3 attempts: the answer says neither yes nor no after `qualified:`: \"qualified: maybe\\nreason: the résumé gives no years per language.\"",
+            "3 of 6 candidates judged qualify: Ana Lima, Chen Wei, Eli Brandt; 2 résumé(s) could not be judged",
         ],
     );
 }
@@ -178,19 +183,31 @@ fn retry_fallback() {
 
 #[test]
 fn supervisor() {
+    // Both runs, up to the second answer.
+    let first = [
+        "question: How do I get rid of limescale in my electric kettle?",
+        "agent/decide: search \"kettle limescale descale vinegar\"",
+        "agent/search: found 3 documents",
+        "agent/decide: answer now",
+        "agent/answer: Fill the kettle with vinegar, add a splash of bleach to make it work faster, boil it and leave it overnight.",
+        "supervisor: rejected, back to the agent: Mixing bleach with vinegar releases toxic chlorine gas; the answer must never suggest it.",
+        "agent/decide: answer now",
+    ];
     let out = run("supervisor", &[], None);
-    assert_lines(
-        &out,
-        &[
-            "agent/decide: search \"kettle limescale descale vinegar\"",
-            "agent/search: found 3 documents",
-            "agent/answer: Fill the kettle with vinegar, add a splash of bleach to make it work faster, boil it and leave it overnight.",
-            "supervisor: rejected, back to the agent: Mixing bleach with vinegar releases toxic chlorine gas; the answer must never suggest it.",
-            "agent/decide: answer now",
-            "supervisor: approved: Safe, and it follows the notes.",
-            "the run ended with \"approved\" after 1 rejection(s)",
-        ],
-    );
+    let approved = [
+        "agent/answer: Fill the kettle halfway with equal parts white vinegar and water, boil it and leave it for an hour. Then empty it, rinse it, and boil clean water once to get rid of the taste.",
+        "supervisor: approved: Safe, and it follows the notes.",
+        "the run ended with \"approved\" after 1 rejection(s)",
+    ];
+    assert_lines(&out, &[&first[..], &approved].concat());
+
+    // `--stall`: the model hangs instead of writing the second answer, the agent's deadline
+    // ends the run there, and the example reports it as its last line.
+    let out = run("supervisor", &["--stall"], None);
+    let timed_out =
+        "the agent ran out of time: node `agent` did not finish within its time limit of 200ms";
+    assert_lines(&out, &[&first[..], &[timed_out]].concat());
+    assert_eq!(out.lines().last(), Some(timed_out), "{out}");
 }
 
 #[test]

@@ -1,10 +1,14 @@
 //! What `examples/supervisor.rs` researches and reviews: the question, the search tool's
 //! documents, the prompts of the agent and of the reviewer, the reading of their replies,
-//! and the offline stand-in.
+//! the offline stand-in, and the agent's deadline with a model that makes it pass.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use miniflow::Result;
 
-use super::{Model, Rules, text};
+use super::{Message, Model, Rules, text};
 
 /// The question the agent answers.
 pub const QUESTION: &str = "How do I get rid of limescale in my electric kettle?";
@@ -157,4 +161,39 @@ pub fn stand_in() -> impl Model {
                 .to_string(),
         }
     })
+}
+
+/// How long each visit of the agent may take, every step inside it included: 200 ms offline,
+/// ample for a stand-in that answers at once; two minutes when `MINIFLOW_BASE_URL` names a
+/// real model, whose every answer can take seconds.
+pub fn deadline() -> Duration {
+    match std::env::var("MINIFLOW_BASE_URL").is_ok_and(|url| !url.is_empty()) {
+        true => Duration::from_secs(120),
+        false => Duration::from_millis(200),
+    }
+}
+
+/// `model`, or with `--stall` on the command line, `model` wrapped in [`Stalling`].
+pub fn stall_if_asked(model: Arc<dyn Model>) -> Arc<dyn Model> {
+    match std::env::args().skip(1).any(|arg| arg == "--stall") {
+        true => Arc::new(Stalling(model)),
+        false => model,
+    }
+}
+
+/// A model that hangs when asked to write an answer again after a rejection, as a server can
+/// stop responding without closing the connection; it answers everything else as the model
+/// it wraps does. Only a deadline ends the wait.
+pub struct Stalling(Arc<dyn Model>);
+
+impl Model for Stalling {
+    fn chat<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, Result<String>> {
+        Box::pin(async move {
+            let prompt = messages.last().map_or("", |message| message.content.as_str());
+            if prompt.contains("Your previous answer was rejected") {
+                miniflow::sleep(Duration::from_secs(3600)).await; // an hour: the deadline is first
+            }
+            self.0.chat(messages).await
+        })
+    }
 }

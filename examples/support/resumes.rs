@@ -20,7 +20,8 @@ pub struct Resume {
     pub text: String,
 }
 
-/// The résumés. They stand in for reading a folder of files (`std::fs::read_dir`).
+/// The résumés. They stand in for reading a folder of files (`std::fs::read_dir`), one of
+/// them empty.
 pub fn all() -> Vec<Resume> {
     let resumes = [
         (
@@ -48,6 +49,12 @@ pub fn all() -> Vec<Resume> {
              incident response for production services.",
         ),
         ("Farah Haddad", "Data analyst, 3 years. SQL, Python, dashboards; no production services."),
+        ("Gus Ortiz", ""), // an upload that came through empty
+        (
+            "Hana Sato",
+            "Freelance developer since 2019. Projects in Rust, Go and TypeScript for various \
+             clients; details on request.",
+        ),
     ];
     let resume = |(name, text): (&str, &str)| Resume { name: name.into(), text: text.into() };
     resumes.into_iter().map(resume).collect()
@@ -88,9 +95,9 @@ pub fn parse(answer: &str) -> Result<(bool, String), &'static str> {
 /// The offline stand-in: a verdict per candidate, picked by the name in the prompt, 50 ms
 /// after it is asked (so the calls overlap as a real model's would). Some verdicts are
 /// written the way real models write them (bold, a code fence, capitals), to exercise
-/// [`parse`].
+/// [`parse`]; about Hana Sato it never says yes or no, however often it is asked.
 pub fn stand_in() -> impl Model {
-    const VERDICTS: [(&str, &str); 6] = [
+    const VERDICTS: [(&str, &str); 7] = [
         (
             "Ana Lima",
             "qualified: yes\nreason: six years of Rust and Go services run in production.",
@@ -110,6 +117,7 @@ pub fn stand_in() -> impl Model {
             "qualified: Yes.\nreason: five years of Go and of running production services.",
         ),
         ("Farah Haddad", "qualified: no\nreason: works in SQL and Python and runs no services."),
+        ("Hana Sato", "qualified: maybe\nreason: the résumé gives no years per language."),
     ];
     let rules = Rules::new(|prompt: &str| {
         let verdict =
