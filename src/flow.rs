@@ -279,7 +279,11 @@ impl<S> Flow<S> {
     /// Unlike [`Node::timeout`](crate::Node::timeout), which limits one attempt of `exec` and
     /// counts as a failed attempt, this is for the visit as a whole: no retry and no fallback
     /// follow. It is how a nested agent gets a deadline: the run's step limit, observer and
-    /// cancellation keep working inside it, since its nodes run in the same run.
+    /// cancellation keep working inside it, since its nodes run in the same run. The run
+    /// fails; to go on after a timeout instead, put the node in a [`Parallel`](crate::Parallel)
+    /// branch and let its [`post_outcomes`](crate::Parallel::post_outcomes) turn the error into
+    /// an action. Like any cancellation, the limit takes effect at an `.await`: blocking work
+    /// inside an `exec` (or on a thread it waits for) runs on until it returns.
     ///
     /// ```
     /// use std::time::Duration;
