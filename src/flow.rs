@@ -280,9 +280,9 @@ impl<S> Flow<S> {
     /// counts as a failed attempt, this is for the visit as a whole: no retry and no fallback
     /// follow. It is how a nested agent gets a deadline: the run's step limit, observer and
     /// cancellation keep working inside it, since its nodes run in the same run. The run
-    /// fails; to go on after a timeout instead, put the node in a [`Parallel`](crate::Parallel)
-    /// branch and let its [`post_outcomes`](crate::Parallel::post_outcomes) turn the error into
-    /// an action. Like any cancellation, the limit takes effect at an `.await`: blocking work
+    /// fails; to go on after a timeout instead, make the flow that holds the node (with its
+    /// timeout) a branch of a [`Parallel`](crate::Parallel), whose
+    /// [`post_outcomes`](crate::Parallel::post_outcomes) turns the error into an action. Like any cancellation, the limit takes effect at an `.await`: blocking work
     /// inside an `exec` (or on a thread it waits for) runs on until it returns.
     ///
     /// ```
