@@ -565,10 +565,12 @@ impl<S: Send> Flow<S> {
         let save = checkpoint.as_deref_mut().map(|save| save as &mut Save<'_, S>);
         let result = async {
             // The whole tree first, so that a mistake deep inside fails before any node runs.
+            // The time limit is for running nodes: a flow that cannot run says why.
             self.validate_in(scope.path, 1)?;
-            self.run_in(Store::Own(store), &scope, start, save).await
+            let nodes = self.run_in(Store::Own(store), &scope, start, save);
+            run::within(nodes, timeout, scope.path).await
         };
-        let result = run::within(result, timeout, scope.path).await.map_err(|e| *e);
+        let result = result.await.map_err(|e| *e);
         ending.finish(&result);
         result
     }
@@ -779,9 +781,10 @@ impl<'o, S> RunOptions<'o, S> {
     /// Fails the run with [`FlowError::Timeout`] (its `node` empty) if it has not ended within
     /// `limit`: whatever is running is dropped at its next `.await`, as a dropped run is, and
     /// the observer's terminal event is [`Event::Failed`](crate::Event::Failed) with that
-    /// error. A zero limit has run out before the first node starts. The time counts from the
-    /// run's first poll. Even a run whose nodes never await is stopped: it gives its executor
-    /// a turn every few hundred node runs, and the timer is looked at then.
+    /// error. The time counts from the run's first poll, after the flow is checked: a flow that
+    /// cannot run fails with [`FlowError::InvalidConfig`] whatever its limit. A zero limit has
+    /// run out before the first node starts. Even a run whose nodes never await is stopped: it
+    /// gives its executor a turn every 256 node runs, and the timer is looked at then.
     ///
     /// ```
     /// use std::time::Duration;

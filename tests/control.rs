@@ -1006,6 +1006,13 @@ fn zero_limits_fail_before_the_visit_or_the_run_starts() {
         lines.get(),
         ["start", "failed the run did not finish within its time limit of 0ns"]
     );
+
+    // A flow that cannot run says why, whatever its time limit: validation comes first.
+    let mut empty = Flow::<Runs>::new();
+    empty.add("sub", Flow::new());
+    let options = RunOptions::new().timeout(Duration::ZERO);
+    let err = smol::block_on(empty.run_with(&mut Runs::new(), options)).unwrap_err();
+    assert!(matches!(&err, FlowError::InvalidConfig { node, .. } if node == "sub"), "{err:?}");
 }
 
 /// A node with three attempts, a fallback that would rescue it, and an hour's pause between
