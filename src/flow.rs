@@ -784,7 +784,8 @@ impl<'o, S> RunOptions<'o, S> {
     /// error. The time counts from the run's first poll, after the flow is checked: a flow that
     /// cannot run fails with [`FlowError::InvalidConfig`] whatever its limit. A zero limit has
     /// run out before the first node starts. Even a run whose nodes never await is stopped: it
-    /// gives its executor a turn every 256 node runs, and the timer is looked at then.
+    /// gives its executor a turn every 256 passes of each of its loops (see the
+    /// [crate docs](crate#cancellation)), and the timer is looked at then.
     ///
     /// ```
     /// use std::time::Duration;
