@@ -171,11 +171,12 @@ pub enum FlowError {
     ///
     /// - a flow with no nodes;
     /// - nodes no edge leads to from the start node (or an [entry](crate::Flow::entry));
-    /// - flows nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH), or a nested flow with entry
-    ///   points.
+    /// - flows nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH).
     ///
     /// Found before any node has run, by a run only: a
-    /// [`start_at`](crate::RunOptions::start_at) name the flow has no node of.
+    /// [`start_at`](crate::RunOptions::start_at) path with a name its flow has no node of, or
+    /// one that leads into anything but a nested [`Flow`](crate::Flow) (`node` is then the
+    /// flow the name was looked up in).
     ///
     /// Found when the node is reached, before its `prep` (so earlier nodes' `post`s are in
     /// the store; `validate` does not call a node's settings): `max_retries()` of 0 or above

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::flow::check_name;
 use crate::run::{self, IntoNode, Outcome, Scope, Step, Store, marker};
-use crate::{Action, Flow, FlowError, Params, Phase, Result};
+use crate::{Action, Event, Flow, FlowError, Params, Phase, Result};
 
 type PrepFn<S> = Box<dyn Fn(&S, &Params) -> Result<Vec<Params>> + Send + Sync>;
 type PostFn<S> =
@@ -48,7 +48,8 @@ impl<S: Send> Fan<S> {
                 if i % run::TURN == run::TURN - 1 {
                     run::Turn::default().await; // jobs of a node or two never reach their own
                 }
-                outcomes.push(self.settle(self.job(i, &sets, store.reborrow(), scope).await)?);
+                let outcome = self.job(i, &sets, store.reborrow(), scope).await;
+                outcomes.push(self.settle(outcome, scope)?);
             }
             outcomes
         } else {
@@ -57,7 +58,7 @@ impl<S: Send> Fan<S> {
             let (lock, sets) = (store.lock(&mut own), &sets);
             let jobs = (0..count).map(|i| async move {
                 let outcome = self.job(i, sets, Store::Shared(lock), scope).await;
-                (i, self.settle(outcome).map(|outcome| (outcome, 0)))
+                (i, self.settle(outcome, scope).map(|outcome| (outcome, 0)))
             });
             run::run_all(jobs, self.limit).await?.0
         };
@@ -68,11 +69,20 @@ impl<S: Send> Fan<S> {
     }
 
     /// What a job's outcome does to the fan-out: fail-fast, its error fails it; under
-    /// `post_outcomes`, only the run's step limit does (it stops the whole run), and any
-    /// other outcome is kept for the post.
-    fn settle(&self, outcome: Outcome<Action>) -> Outcome<Outcome<Action>> {
+    /// `post_outcomes`, only the run's step limit and a node's invalid settings do (they stop
+    /// the whole run), and any other error is reported to the observer and kept for the post.
+    fn settle(&self, outcome: Outcome<Action>, scope: &Scope<'_>) -> Outcome<Outcome<Action>> {
+        use FlowError::{InvalidConfig, StepLimit};
         match outcome {
-            Err(e) if !self.keep_going || matches!(*e, FlowError::StepLimit { .. }) => Err(e),
+            Err(e) if !self.keep_going || matches!(*e, StepLimit { .. } | InvalidConfig { .. }) => {
+                Err(e)
+            }
+            Err(error) => {
+                if let Some(observer) = scope.run.observer {
+                    observer.event(&Event::SubRunFailed { error: &error });
+                }
+                Ok(Err(error))
+            }
             outcome => Ok(outcome),
         }
     }
@@ -342,8 +352,11 @@ impl<S: Send> Parallel<S> {
     /// its action routes on, and its error fails the parallel node. Replaces
     /// [`post`](Parallel::post), and is replaced by it.
     ///
-    /// One error is never kept for the post: the run's step limit
-    /// ([`FlowError::StepLimit`]) stops the whole run, here as anywhere.
+    /// Each kept error is reported to the run's observer as it happens
+    /// ([`Event::SubRunFailed`]). Two errors are never kept: the run's step limit
+    /// ([`FlowError::StepLimit`]) stops the whole run, here as anywhere, and so does a node's
+    /// invalid setting ([`FlowError::InvalidConfig`], a bug in the code that a post counting
+    /// failures would hide).
     pub fn post_outcomes<P>(self, post: P) -> Self
     where
         P: Fn(&mut S, Vec<Result<Action, FlowError>>) -> Result<Action> + Send + Sync + 'static,
@@ -431,8 +444,11 @@ macro_rules! fan_post {
             /// and its error fails the batch flow. Replaces
             /// [`post`](Self::post), and is replaced by it.
             ///
-            /// One error is never kept for the post: the run's step limit
-            /// ([`FlowError::StepLimit`]) stops the whole run, here as anywhere.
+            /// Each kept error is reported to the run's observer as it happens
+            /// ([`Event::SubRunFailed`]). Two errors are never kept: the run's step limit
+            /// ([`FlowError::StepLimit`]) stops the whole run, here as anywhere, and so does a
+            /// node's invalid setting ([`FlowError::InvalidConfig`], a bug in the code that a
+            /// post counting failures would hide).
             ///
             /// ```
             /// use miniflow::{Action, BatchFlow, Flow, FlowError, Params, node_fn};

@@ -274,7 +274,8 @@ impl<S> Flow<S> {
     /// attempt and the pauses between them. A visit still running at the limit is dropped at
     /// its next `.await` (as a dropped run is: every `post` that completed stays, none is left
     /// halfway) and the run fails with [`FlowError::Timeout`] naming the node. A zero limit
-    /// has run out before the visit starts. Setting it again replaces it.
+    /// runs out at once: the node counts as started (for the step limit and the observer) and
+    /// fails before its `prep`. Setting it again replaces it; `Duration::MAX` is no limit.
     ///
     /// Unlike [`Node::timeout`](crate::Node::timeout), which limits one attempt of `exec` and
     /// counts as a failed attempt, this is for the visit as a whole: no retry and no fallback
@@ -525,7 +526,8 @@ impl<S: Send> Flow<S> {
     /// ([`FlowError::NodeFailed`], with the error as its `source()` and the attempts made), a
     /// param it asked for and did not get ([`FlowError::Param`]), an action with no edge
     /// ([`FlowError::UnknownAction`]), or a node setting out of range or a flow that cannot run
-    /// as built ([`FlowError::InvalidConfig`]; see [`validate`](Flow::validate)).
+    /// as built ([`FlowError::InvalidConfig`]; see [`validate`](Flow::validate)), or a node
+    /// that ran past its [`Flow::timeout`] ([`FlowError::Timeout`]).
     /// Whatever the nodes' `post`s wrote before the error stays in the store.
     ///
     /// # Cancellation
@@ -545,14 +547,16 @@ impl<S: Send> Flow<S> {
         self.run_with(store, RunOptions::new()).await
     }
 
-    /// Runs the flow with `options`: params for its nodes, an observer, a step limit, a
-    /// checkpoint hook, or a node to start (or resume) at. See [`RunOptions`] and
+    /// Runs the flow with `options`: params for its nodes, an observer, a step limit, a time
+    /// limit, a checkpoint hook, or a node to start (or resume) at. See [`RunOptions`] and
     /// [`run`](Flow::run).
     ///
     /// # Errors
     /// As for [`run`](Flow::run), and also [`FlowError::StepLimit`] when the run reaches its
-    /// step limit, and [`FlowError::InvalidConfig`] when the flow has no node of the name given
-    /// to [`start_at`](RunOptions::start_at).
+    /// step limit, [`FlowError::Timeout`] (with an empty `node`) when it runs past its
+    /// [`timeout`](RunOptions::timeout), [`FlowError::Checkpoint`] when the checkpoint hook
+    /// fails, and [`FlowError::InvalidConfig`] when the path given to
+    /// [`start_at`](RunOptions::start_at) names no node.
     pub async fn run_with(
         &self,
         store: &mut S,
@@ -648,8 +652,8 @@ impl<S: Send> Flow<S> {
     }
 }
 
-/// How to run a flow, for [`Flow::run_with`]: params, an [`Observer`], a step limit, a
-/// checkpoint hook, and where to start. Every setting is optional; `RunOptions::new()` runs
+/// How to run a flow, for [`Flow::run_with`]: params, an [`Observer`], a step limit, a time
+/// limit, a checkpoint hook, and where to start. Every setting is optional; `RunOptions::new()` runs
 /// like [`Flow::run`].
 ///
 /// ```
@@ -682,7 +686,8 @@ pub struct RunOptions<'o, S> {
 }
 
 impl<'o, S> RunOptions<'o, S> {
-    /// No params, no observer, no step limit, no checkpoint; start at the start node.
+    /// No params, no observer, no step limit, no time limit, no checkpoint; start at the start
+    /// node.
     pub fn new() -> Self {
         RunOptions {
             params: Params::new(),
@@ -784,8 +789,10 @@ impl<'o, S> RunOptions<'o, S> {
     /// error. The time counts from the run's first poll, after the flow is checked: a flow that
     /// cannot run fails with [`FlowError::InvalidConfig`] whatever its limit. A zero limit has
     /// run out before the first node starts. Even a run whose nodes never await is stopped: it
-    /// gives its executor a turn every 256 passes of each of its loops (see the
-    /// [crate docs](crate#cancellation)), and the timer is looked at then.
+    /// gives its executor a turn every 256 passes of each of its loops, and the timer is
+    /// looked at then: a flat loop of such nodes stops within 256 node runs of the limit, but
+    /// loops nested in loops turn less often, and stop later (see
+    /// [Executor independence](crate#executor-independence)).
     ///
     /// ```
     /// use std::time::Duration;

@@ -144,12 +144,14 @@ impl<F: Fn(&Event<'_>) + Sync> Observer for F {
 /// end); and exactly one terminal event — [`Finished`](Event::Finished),
 /// [`Failed`](Event::Failed) or [`Cancelled`](Event::Cancelled). A node whose own code fails
 /// has no `NodeEnd` (nor have the flows around it): its failure ends the run, and the
-/// `Failed` error names it. A node whose action has no edge did end, so it has its `NodeEnd`
+/// `Failed` error names it — or, in a sub-run of a fan-out whose post is a `post_outcomes`,
+/// it ends that sub-run only, reported by a [`SubRunFailed`](Event::SubRunFailed). A node whose action has no edge did end, so it has its `NodeEnd`
 /// before the `Failed`. Concurrent sub-runs interleave their events; siblings dropped by a
 /// failure keep their `NodeStart` without an end.
 ///
 /// `Display` writes one line per event, for logs. The events that report a failure
-/// ([`Retry`](Event::Retry), [`Fallback`](Event::Fallback), [`Failed`](Event::Failed)) show
+/// ([`Retry`](Event::Retry), [`Fallback`](Event::Fallback),
+/// [`SubRunFailed`](Event::SubRunFailed), [`Failed`](Event::Failed)) show
 /// the error with its whole chain of causes, each after `": "`, so the line says why:
 /// `` run failed: node `save` failed in post: disk full ``.
 #[derive(Clone, Copy, Debug)]
@@ -210,6 +212,15 @@ pub enum Event<'a> {
         /// The event's content, as `emit` was given it (text, or a number or bool).
         data: &'a Value,
     },
+    /// A sub-run of a batch flow, or a branch of a parallel node, failed with this error, and
+    /// the fan-out goes on: its post is a `post_outcomes`
+    /// ([`BatchFlow::post_outcomes`](crate::BatchFlow::post_outcomes)), which will see the
+    /// error among the outcomes. The error names the node that failed by its path.
+    #[non_exhaustive]
+    SubRunFailed {
+        /// The error, as the post will see it.
+        error: &'a FlowError,
+    },
     /// The run ended with this action: the terminal event of a successful run.
     #[non_exhaustive]
     Finished {
@@ -250,6 +261,9 @@ impl fmt::Display for Event<'_> {
                 causes(f, Some(&***error))
             }
             Event::Custom { node, kind, data } => write!(f, "`{node}` {kind}: {data}"),
+            Event::SubRunFailed { error } => {
+                write!(f, "a sub-run failed, the others go on: {error:#}")
+            }
             Event::Finished { action } => write!(f, "run finished with {action:?}"),
             Event::Failed { error } => write!(f, "run failed: {error:#}"),
             Event::Cancelled => f.write_str("run cancelled"),

@@ -158,6 +158,7 @@ fn line(event: &Event<'_>) -> String {
         }
         Event::Fallback { node, error, .. } => format!("fallback {node} {error}"),
         Event::Custom { node, kind, data, .. } => format!("custom {node} {kind}: {data}"),
+        Event::SubRunFailed { error, .. } => format!("kept {error:#}"),
         Event::Finished { action, .. } => format!("finished {action}"),
         Event::Failed { error, .. } => format!("failed {error}"),
         Event::Cancelled => "cancelled".into(),
@@ -1884,6 +1885,117 @@ fn the_step_limit_inside_a_post_outcomes_fan_out_stops_the_run_without_its_post(
         "{err:?}"
     );
     assert_eq!((jobs.done, jobs.posts), (vec![100], 0));
+}
+
+#[test]
+fn the_observer_hears_of_each_failure_post_outcomes_keeps_as_it_happens() {
+    // Sub-runs one after another: each failure is reported where it happens, between the
+    // failed node's start and the next sub-run's.
+    let fan = BatchFlow::new(work(fails_2_5_7, false), sets(4)).post_outcomes(record_sets);
+    let lines = Lines::default();
+    let observer = lines.observer();
+    let mut flow = Flow::new();
+    flow.add("fan", fan);
+    let (result, jobs) = run_jobs(&flow, RunOptions::new().observer(&observer), Executor::Smol);
+    assert_eq!(result.unwrap(), "partial");
+    assert_eq!(jobs.done, [0, 1, 3]);
+    assert_eq!(
+        lines.get(),
+        [
+            "start",
+            "node+ fan",
+            "node+ fan[0]/work",
+            "node- fan[0]/work done 0 1",
+            "node+ fan[1]/work",
+            "node- fan[1]/work done 1 1",
+            "node+ fan[2]/work",
+            "fallback fan[2]/work item 2 failed",
+            "kept node `fan[2]/work` failed in exec after 1 attempt: item 2 failed",
+            "node+ fan[3]/work",
+            "node- fan[3]/work done 3 1",
+            "node- fan partial 0",
+            "finished partial",
+        ]
+    );
+    // Its `Display`, for logs: the error with its causes.
+    let shown = Mutex::new(Vec::new());
+    let show = |event: &Event<'_>| {
+        if let Event::SubRunFailed { .. } = event {
+            shown.lock().unwrap().push(event.to_string());
+        }
+    };
+    let fan = BatchFlow::new(work(fails_2_5_7, false), sets(3)).post_outcomes(record_sets);
+    let mut flow = Flow::new();
+    flow.add("fan", fan);
+    run_jobs(&flow, RunOptions::new().observer(&show), Executor::Smol).0.unwrap();
+    assert_eq!(
+        shown.into_inner().unwrap(),
+        ["a sub-run failed, the others go on: node `fan[2]/work` failed in exec after 1 \
+          attempt: item 2 failed"]
+    );
+
+    // Branches at once, and a fail-fast fan-out: one report per kept failure, none else.
+    let lines = Lines::default();
+    let observer = lines.observer();
+    let par = branches(10, fails_2_5_7).post_outcomes(record);
+    let (result, _) =
+        run_jobs(&after_a("par", par), RunOptions::new().observer(&observer), Executor::Futures);
+    assert_eq!(result.unwrap(), "partial");
+    let kept: Vec<String> = lines.get().into_iter().filter(|l| l.starts_with("kept")).collect();
+    let mut expected: Vec<String> = [2, 5, 7]
+        .map(|i| format!("kept node `par/w{i}` failed in exec after 1 attempt: item {i} failed"))
+        .into();
+    // Branch i yields 10 - i times, so the later branches finish first.
+    expected.reverse();
+    assert_eq!(kept, expected);
+    let lines = Lines::default();
+    let observer = lines.observer();
+    let par = branches(10, fails_2_5_7).post(record_actions);
+    let (result, _) =
+        run_jobs(&after_a("par", par), RunOptions::new().observer(&observer), Executor::Smol);
+    assert!(result.is_err());
+    assert!(lines.get().iter().all(|l| !l.starts_with("kept")), "{:?}", lines.get());
+}
+
+/// A node whose `max_retries()` is 0: a setting no run accepts.
+struct Misconfigured;
+
+impl Node<Jobs> for Misconfigured {
+    type Prep = ();
+    type Output = ();
+    fn prep(&self, _: &Jobs, _: &Params) -> Result<()> {
+        Ok(())
+    }
+    async fn exec(&self, _: &(), _: Ctx<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn post(&self, jobs: &mut Jobs, _: (), _: ()) -> Result<Action> {
+        jobs.posts += 1;
+        Ok(Action::DEFAULT)
+    }
+    fn max_retries(&self) -> usize {
+        0
+    }
+}
+
+#[test]
+fn a_nodes_invalid_setting_inside_a_post_outcomes_fan_out_stops_the_run() {
+    let expected = "node `par/bad`: max_retries() is 0, but it counts every attempt, the first \
+                    included, and must be between 1 and 1000";
+    let par = Parallel::new().branch("bad", Misconfigured).post_outcomes(record);
+    let (result, jobs) = run_jobs(&after_a("par", par), RunOptions::new(), Executor::Smol);
+    let err = result.unwrap_err();
+    assert!(matches!(&err, FlowError::InvalidConfig { node, .. } if node == "par/bad"), "{err:?}");
+    assert_eq!(err.to_string(), expected);
+    assert_eq!((jobs.done, jobs.posts), (vec![100], 0));
+
+    let mut inner = Flow::new();
+    inner.add("bad", Misconfigured);
+    let fan = BatchAsyncFlow::new(inner, sets(3)).post_outcomes(record_sets);
+    let (result, jobs) = run_jobs(&after_a("fan", fan), RunOptions::new(), Executor::Smol);
+    let err = result.unwrap_err();
+    assert!(matches!(&err, FlowError::InvalidConfig { node, .. } if node == "fan[0]/bad"));
+    assert_eq!(jobs.posts, 0);
 }
 
 #[test]
