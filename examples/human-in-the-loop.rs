@@ -9,9 +9,9 @@
 //! (`RunOptions::start_at`): `approve` sends the reply, `revise: <notes>` goes back to the
 //! draft with the notes, and `later` pauses again.
 //!
-//! A resumed run runs its first node again, from its `prep`. So the node that pauses only
-//! reads the store, and the side effect, the notification, is a node of its own *before* the
-//! pause: it has finished when the run resumes after it, and is not repeated. The reviewer
+//! A resumed run runs its first node again, from its `prep`. So the node that pauses touches
+//! nothing but the store, and the side effect, the notification, is a node of its own *before*
+//! the pause: it has finished when the run resumes after it, and is not repeated. The reviewer
 //! hears once per draft, however many times the run is resumed.
 //!
 //! When stdin is a terminal you are the reviewer; otherwise a scripted reviewer first answers
@@ -64,7 +64,7 @@ fn main() -> support::Main {
     println!("session 1: a customer email arrives");
     let mut ticket = Ticket { email: helpdesk::EMAIL.to_string(), ..Ticket::default() };
     let mut ended = smol::block_on(flow.run(&mut ticket))?;
-    let mut session = 1;
+    let mut session: u32 = 1;
 
     while ended == PAUSE {
         // The run has ended: nothing waits in memory, so the program could exit now. What it
@@ -85,11 +85,9 @@ fn main() -> support::Main {
         ended = smol::block_on(flow.run_with(&mut ticket, resume))?;
     }
 
-    println!(
-        "\nthe flow ended with {ended:?} after {session} sessions and {} drafts",
-        ticket.version
-    );
-    println!("notifications sent: {}, for {} drafts", ticket.notifications, ticket.version);
+    let (sessions, drafts) = (plural(session, "session"), plural(ticket.version, "draft"));
+    println!("\nthe flow ended with {ended:?} after {sessions} and {drafts}");
+    println!("notifications sent: {}, for {drafts}", ticket.notifications);
     println!("sent: {}", ticket.sent);
     match ticket.notifications == ticket.version {
         true => Ok(()),
@@ -124,8 +122,8 @@ fn notify(ticket: &mut Ticket, _: &Params) -> Result<Action> {
     Ok(Action::DEFAULT)
 }
 
-/// Pauses the run until there is a decision, then routes on it. It only reads and writes
-/// the store, so running it again on every resume is harmless.
+/// Pauses the run until there is a decision, then routes on it. It touches nothing but the
+/// store, so running it again on every resume is harmless.
 fn ask_human(ticket: &mut Ticket, _: &Params) -> Result<Action> {
     Ok(match ticket.decision.take() {
         None | Some(Decision::Later) => PAUSE, // no answer yet: end the run here, to resume here
@@ -135,6 +133,11 @@ fn ask_human(ticket: &mut Ticket, _: &Params) -> Result<Action> {
             "revise".into()
         }
     })
+}
+
+/// `n` and `noun`, in the plural unless `n` is 1: "1 draft", "2 drafts".
+fn plural(n: u32, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Asks the model for a reply, or for a better one when the reviewer left notes.

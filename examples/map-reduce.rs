@@ -9,10 +9,11 @@
 //!
 //! One failed résumé must not lose the others' verdicts, so the map's post is a
 //! [`post_outcomes`](BatchAsyncFlow::post_outcomes): every sub-run runs to its end, and the
-//! post sees each one's action or error, in the order of the résumés. Each error names its
-//! sub-run by path (`evaluate[6]/judge`). Offline, two fail: one file is empty (`prep`
-//! refuses it), and about one candidate the model never says yes or no (the answer is parsed
-//! in `exec`, so a bad answer is a failed attempt, asked again up to three times in all).
+//! post sees each one's params set and its action or error. Each error names its sub-run by
+//! path (`evaluate[6]/judge`); if every one failed, the post fails the run. Offline, two fail:
+//! one file is empty (`prep` refuses it), and about one candidate the model never says yes or
+//! no (the answer is parsed in `exec`, so a bad answer is a failed attempt, asked again at
+//! once, up to three times in all).
 //!
 //! Run with: `cargo run --example map-reduce`. Offline, a stand-in judges the résumés
 //! (`support/resumes.rs`, with the prompt and the parser); set `MINIFLOW_BASE_URL` and
@@ -25,8 +26,8 @@ use std::time::Duration;
 use miniflow::{
     Action, BatchAsyncFlow, Ctx, Error, Flow, FlowError, Node, Params, Result, node_fn,
 };
-use support::Model;
 use support::resumes::{self, Resume};
+use support::{Model, ModelError};
 
 mod support;
 
@@ -117,25 +118,34 @@ impl Node<Store> for Judge {
         3
     }
 
-    /// ...after the pause the model's error asks for (a rate limit's `Retry-After`), or a
-    /// backoff; no retry for an error that will not go away (a refused key).
+    /// ...at once, for an answer that could not be read: the server is not busy. A model's
+    /// own error waits the pause it asks for (a rate limit's `Retry-After`) or a backoff, and
+    /// is not retried if it will not go away (a refused key).
     fn wait(&self, error: &Error, cx: Ctx<'_>) -> Option<Duration> {
-        support::wait(error, cx)
+        match error.is::<ModelError>() {
+            true => support::wait(error, cx),
+            false => Some(Duration::ZERO),
+        }
     }
 }
 
 /// The map's post, once every sub-run has ended: notes each one that failed, with its
-/// error's whole chain (`{:#}`), and goes on to the reduce with the rest.
+/// error's whole chain (`{:#}`), and goes on to the reduce with the rest, if there is any.
 fn note_failures(
     store: &mut Store,
-    _sets: Vec<Params>,
+    sets: Vec<Params>,
     outcomes: Vec<Result<Action, FlowError>>,
 ) -> Result<Action> {
-    // One sub-run per résumé, in the same order.
-    for (resume, outcome) in store.resumes.iter().zip(outcomes) {
+    // Each outcome is its params set's (in the same order), and the set names the résumé.
+    for (set, outcome) in sets.iter().zip(outcomes) {
         if let Err(error) = outcome {
-            store.failures.push(format!("{}: not judged: {error:#}", resume.name));
+            let name = &store.resumes[set.get_as::<usize>("resume")?].name;
+            store.failures.push(format!("{name}: not judged: {error:#}"));
         }
+    }
+    if store.verdicts.is_empty() {
+        // Nothing to sum up: fail the map, and with it the run, saying why.
+        return Err(format!("no résumé could be judged:\n{}", store.failures.join("\n")).into());
     }
     Ok(Action::DEFAULT)
 }
@@ -146,9 +156,12 @@ fn summarise(store: &mut Store, _params: &Params) -> Result<Action> {
         store.verdicts.values().filter(|v| v.qualified).map(|v| v.name.as_str()).collect();
     let names = if qualified.is_empty() { "nobody".to_string() } else { qualified.join(", ") };
     let (yes, judged) = (qualified.len(), store.verdicts.len());
-    store.summary = format!("{yes} of {judged} candidates judged qualify: {names}");
-    if !store.failures.is_empty() {
-        store.summary += &format!("; {} résumé(s) could not be judged", store.failures.len());
+    let candidates = if judged == 1 { "candidate" } else { "candidates" };
+    store.summary = format!("{yes} of the {judged} judged {candidates} qualify: {names}");
+    match store.failures.len() {
+        0 => {}
+        1 => store.summary += "; 1 résumé could not be judged",
+        n => store.summary += &format!("; {n} résumés could not be judged"),
     }
     Ok(Action::DEFAULT)
 }

@@ -1,9 +1,9 @@
 //! What `examples/durable.rs` sells and where it keeps its runs: the order, its prices, a
-//! stand-in for the payment service, and the SQLite table of checkpoints.
+//! stand-in for the payment service, the SQLite table of checkpoints, and a temp directory.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use miniflow::Result;
@@ -17,7 +17,7 @@ pub const NETWORK: Duration = Duration::from_millis(10);
 pub const SHIPPING_CENTS: u64 = 4_99;
 
 /// One line of an order. Money is in whole cents, so that sums are exact.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Line {
     /// What was ordered.
     pub item: String,
@@ -51,29 +51,61 @@ pub fn money(cents: u64) -> String {
 /// The payment service: charges the customer's card `cents` for `order`, and answers with the
 /// payment's id.
 ///
-/// The stand-in keeps its own record of every charge, a line each in the file `ledger`: like
-/// a real service's, it is outside the store and the checkpoints, so a card charged twice
-/// shows there whatever the store says (see [`charges`]).
+/// The stand-in keeps its own record of every request, a line each in the file `ledger`: like
+/// a real service's, it is outside the store and the checkpoints, so it shows what happened
+/// whatever the store says (see [`charges`]).
 ///
-/// A real service is also given an idempotency key (the order's id would do), and answers a
-/// second charge with the same key with the first one's id, taking no money. That covers the
-/// one gap a checkpoint leaves: a crash after the service took the money but before the
-/// node's `post` ran, when the resumed run charges again. The stand-in takes no key, so that
-/// a repeat would show.
+/// The order's id is the request's idempotency key, as a real service is given one: a second
+/// request for the same order takes no money, is answered with the first one's id, and is
+/// recorded as a repeat. That covers the one gap a checkpoint leaves: a crash after the service
+/// took the money but before the node's `post` ran, when the resumed run charges again.
 pub async fn charge_card(ledger: &Path, order: &str, cents: u64) -> Result<String> {
     miniflow::sleep(NETWORK).await;
+    let (charged, _) = charges(ledger, order)?;
+    let outcome = if charged == 0 { "charged" } else { "repeat" };
     let mut file = OpenOptions::new().create(true).append(true).open(ledger)?;
-    writeln!(file, "{order} {cents}")?;
+    writeln!(file, "{order} {cents} {outcome}")?;
     Ok(format!("pay_{order}"))
 }
 
-/// How many times the payment service charged a card for `order`, by its own record.
-pub fn charges(ledger: &Path, order: &str) -> Result<usize> {
+/// By the payment service's own record: how many requests for `order` took money, and how
+/// many were repeats it answered without charging.
+pub fn charges(ledger: &Path, order: &str) -> Result<(usize, usize)> {
     let record = match fs::read_to_string(ledger) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
         other => other?,
     };
-    Ok(record.lines().filter(|line| line.split(' ').next() == Some(order)).count())
+    let outcomes: Vec<&str> = record
+        .lines()
+        .filter_map(|line| line.strip_prefix(order)?.strip_prefix(' '))
+        .filter_map(|rest| rest.split(' ').nth(1))
+        .collect();
+    let count = |outcome| outcomes.iter().filter(|&&o| o == outcome).count();
+    Ok((count("charged"), count("repeat")))
+}
+
+/// A directory in the system's temp directory, removed with everything in it when dropped,
+/// however the code that holds it returns: early, with `?`, too.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates the directory `name` in the temp directory.
+    pub fn new(name: &str) -> io::Result<Self> {
+        let path = std::env::temp_dir().join(name);
+        fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0); // the demo's files; nothing to do if it fails
+    }
 }
 
 /// The checkpoints of unfinished runs, one row per run, in an SQLite database.

@@ -173,11 +173,11 @@ pub fn deadline() -> Duration {
     }
 }
 
-/// `model`, or with `--stall` on the command line, `model` wrapped in [`Stalling`].
-pub fn stall_if_asked(model: Arc<dyn Model>) -> Arc<dyn Model> {
+/// Whether `--stall` is on the command line, and `model`, wrapped in [`Stalling`] if it is.
+pub fn stall_if_asked(model: Arc<dyn Model>) -> (bool, Arc<dyn Model>) {
     match std::env::args().skip(1).any(|arg| arg == "--stall") {
-        true => Arc::new(Stalling(model)),
-        false => model,
+        true => (true, Arc::new(Stalling(model))),
+        false => (false, model),
     }
 }
 
