@@ -145,34 +145,13 @@ impl Node<Runs> for Step {
     }
 }
 
-/// One event as a compact line without timings (as in `tests/observe.rs`).
-fn line(event: &Event<'_>) -> String {
-    match event {
-        Event::RunStart => "start".into(),
-        Event::NodeStart { node, .. } => format!("node+ {node}"),
-        Event::NodeEnd { node, action, attempts, .. } => {
-            format!("node- {node} {action} {attempts}")
-        }
-        Event::Retry { node, attempt, error, delay, .. } => {
-            format!("retry {node}#{attempt} {error} {delay:?}")
-        }
-        Event::Fallback { node, error, .. } => format!("fallback {node} {error}"),
-        Event::Custom { node, kind, data, .. } => format!("custom {node} {kind}: {data}"),
-        Event::SubRunFailed { error, .. } => format!("kept {error:#}"),
-        Event::Finished { action, .. } => format!("finished {action}"),
-        Event::Failed { error, .. } => format!("failed {error}"),
-        Event::Cancelled => "cancelled".into(),
-        other => format!("unexpected {other}"),
-    }
-}
-
-/// An observer that keeps every event as a [`line`].
+/// An observer that keeps every event as a [`line`](common::line).
 #[derive(Default)]
 struct Lines(Mutex<Vec<String>>);
 
 impl Lines {
     fn observer(&self) -> impl Fn(&Event<'_>) + Sync + '_ {
-        |event: &Event<'_>| self.0.lock().unwrap().push(line(event))
+        |event: &Event<'_>| self.0.lock().unwrap().push(common::line(event))
     }
 
     fn get(&self) -> Vec<String> {
@@ -920,7 +899,7 @@ fn a_run_timeout_stops_an_endless_loop_that_never_awaits_on_either_executor() {
         let terminal = Lines::default();
         let observer = |event: &Event<'_>| {
             if !matches!(event, Event::NodeStart { .. } | Event::NodeEnd { .. }) {
-                terminal.0.lock().unwrap().push(line(event));
+                terminal.0.lock().unwrap().push(common::line(event));
             }
         };
         let mut spins = 0u64;
@@ -2236,7 +2215,7 @@ fn two_concurrent_runs_sharing_one_sink_are_told_apart_by_the_run_id_their_obser
     let sink: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::new());
     let labelled = |run: u32| {
         let sink = &sink;
-        move |event: &Event<'_>| sink.lock().unwrap().push((run, line(event)))
+        move |event: &Event<'_>| sink.lock().unwrap().push((run, common::line(event)))
     };
     let (one, two) = (labelled(1), labelled(2));
     let (mut hi, mut yo) = ("hi".to_string(), "yo!".to_string());

@@ -33,31 +33,6 @@ use trace::Trace;
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// One event as a compact line, without timings (`elapsed` is dropped):
-///
-/// - `start`, `finished <action>`, `failed <error>`, `cancelled`
-/// - `node+ <path>`, `node- <path> <action> <attempts>`
-/// - `retry <path>#<attempt> <error> <delay>`, `fallback <path> <error>`
-/// - `custom <path> <kind>: <data>`
-fn line(event: &Event<'_>) -> String {
-    match event {
-        Event::RunStart => "start".into(),
-        Event::NodeStart { node, .. } => format!("node+ {node}"),
-        Event::NodeEnd { node, action, attempts, .. } => {
-            format!("node- {node} {action} {attempts}")
-        }
-        Event::Retry { node, attempt, error, delay, .. } => {
-            format!("retry {node}#{attempt} {error} {delay:?}")
-        }
-        Event::Fallback { node, error, .. } => format!("fallback {node} {error}"),
-        Event::Custom { node, kind, data, .. } => format!("custom {node} {kind}: {data}"),
-        Event::Finished { action, .. } => format!("finished {action}"),
-        Event::Failed { error, .. } => format!("failed {error}"),
-        Event::Cancelled => "cancelled".into(),
-        other => format!("unexpected {other}"),
-    }
-}
-
 /// An observer that records every event as a `line`.
 #[derive(Default)]
 struct Log(Mutex<Vec<String>>);
@@ -70,7 +45,7 @@ impl Log {
 
 impl Observer for Log {
     fn event(&self, event: &Event<'_>) {
-        self.0.lock().unwrap().push(line(event));
+        self.0.lock().unwrap().push(common::line(event));
     }
 }
 
@@ -827,7 +802,7 @@ fn one_observer_watches_two_runs_at_once() {
     let (left, right) = (flow("left"), flow("right"));
 
     let events = Mutex::new(Vec::new());
-    let log = |event: &Event<'_>| events.lock().unwrap().push(line(event));
+    let log = |event: &Event<'_>| events.lock().unwrap().push(common::line(event));
     let (mut l, mut r) = (0, 0);
     let (a, b) = futures::executor::block_on(future::join(
         left.run_with(&mut l, RunOptions::new().observer(&log)),

@@ -201,3 +201,31 @@ pub fn assert_duplicate<R>(build: impl FnOnce() -> R, node: &str, action: &str) 
         )
     );
 }
+
+/// One event as a compact line, without timings (`elapsed` is dropped):
+///
+/// - `start`, `finished <action>`, `failed <error>`, `cancelled`
+/// - `node+ <path>`, `node- <path> <action> <attempts>`
+/// - `retry <path>#<attempt> <error> <delay>`, `fallback <path> <error>`
+/// - `custom <path> <kind>: <data>`, `kept <error with its causes>` (a sub-run's failure
+///   that a `post_outcomes` post will see)
+pub fn line(event: &miniflow::Event<'_>) -> String {
+    use miniflow::Event;
+    match event {
+        Event::RunStart => "start".into(),
+        Event::NodeStart { node, .. } => format!("node+ {node}"),
+        Event::NodeEnd { node, action, attempts, .. } => {
+            format!("node- {node} {action} {attempts}")
+        }
+        Event::Retry { node, attempt, error, delay, .. } => {
+            format!("retry {node}#{attempt} {error} {delay:?}")
+        }
+        Event::Fallback { node, error, .. } => format!("fallback {node} {error}"),
+        Event::Custom { node, kind, data, .. } => format!("custom {node} {kind}: {data}"),
+        Event::SubRunFailed { error, .. } => format!("kept {error:#}"),
+        Event::Finished { action, .. } => format!("finished {action}"),
+        Event::Failed { error, .. } => format!("failed {error}"),
+        Event::Cancelled => "cancelled".into(),
+        other => format!("unexpected {other}"),
+    }
+}
