@@ -952,6 +952,15 @@ fn zero_limits_fail_before_the_visit_or_the_run_starts() {
         ]
     );
 
+    // The node counts as started for the step limit too: with two steps, `b` is the second
+    // and times out; with one, it is never started.
+    for (limit, timed_out) in [(2, true), (1, false)] {
+        let options = RunOptions::new().max_steps(limit);
+        let err = smol::block_on(flow.run_with(&mut Runs::new(), options)).unwrap_err();
+        assert_eq!(matches!(err, FlowError::Timeout { .. }), timed_out, "{err:?}");
+        assert_eq!(matches!(err, FlowError::StepLimit { .. }), !timed_out, "{err:?}");
+    }
+
     // A nested flow: none of its nodes runs.
     let trace = Trace::default();
     let flow = timed_sub(Duration::ZERO, Does::Nothing, &trace);
